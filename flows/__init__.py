@@ -1,0 +1,1 @@
+"""Wiring: the `pitfall` CLI and Prefect flows over the stages in ``pipeline``."""

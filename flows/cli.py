@@ -1,0 +1,389 @@
+"""The `pitfall` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import (
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from flows.ingest import IngestSummary, ingest_records, source_name
+from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.ingest import PRESETS, column_map
+from pipeline.readers import FORMATS, Record, SourceError, read_file, read_hf
+from pipeline.sqlfiles import canned_queries
+from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
+
+app = typer.Typer(
+    name="pitfall",
+    help="Curate post-training data from a teacher's successes [bold]and[/bold] its mistakes.\n\n"
+    "Stages write to one DuckDB trace store; query it with [cyan]pitfall sql[/cyan].",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
+
+# exit codes
+BAD_INPUT = 2
+LOCKED = 3
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="PITFALL_STORE",
+            help="Trace store file (DuckDB). Default: store.path in the config, data/store/pitfall.duckdb.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="PITFALL_CONFIG",
+            help="Settings file (TOML). Default: ./pitfall.toml when it exists. "
+            "PITFALL_SECTION__KEY variables override it; flags override both.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    overrides: dict[str, Any] = {"store": {"path": store}} if store else {}
+    try:
+        ctx.obj = load_settings(config, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def _open_writer(settings: Settings, command: str) -> Store:
+    try:
+        return Store.writer(
+            settings.store.path,
+            command=command,
+            config=settings.model_dump(mode="json"),
+            open_timeout_s=settings.store.open_timeout_s,
+            batch_rows=settings.store.batch_rows,
+        )
+    except StoreLocked as exc:
+        raise _fail(str(exc), LOCKED) from None
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _open_reader(settings: Settings) -> Store:
+    try:
+        return Store.reader(settings.store.path, open_timeout_s=settings.store.open_timeout_s)
+    except StoreMissing as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+
+def _counting(records: Iterable[Record], label: str) -> Iterator[Record]:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"reading {label}", total=None)
+        for rec in records:
+            progress.advance(task)
+            yield rec
+
+
+# ------------------------------------------------------------------- ingest
+
+
+Preset = StrEnum("Preset", {name: name for name in PRESETS})
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help=f"Problem files: {', '.join(FORMATS)} (by extension, or --format).",
+            show_default=False,
+        ),
+    ] = None,
+    hf: Annotated[
+        str | None,
+        typer.Option(
+            "--hf", help="A HF dataset: a save_to_disk folder, a local data folder or a Hub name."
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split of the --hf dataset.")] = None,
+    hf_config: Annotated[
+        str | None,
+        typer.Option("--config", "--hf-config", help="Configuration (subset) of the --hf dataset."),
+    ] = None,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="Column layout: math (problem/solution/answer, MATH-500), gsm8k (question/answer with "
+            "'#### N'), numina (problem/solution with a boxed answer)."
+        ),
+    ] = None,
+    problem_col: Annotated[
+        str | None, typer.Option(help="Column with the problem text (default: problem).")
+    ] = None,
+    answer_col: Annotated[
+        str | None, typer.Option(help="Column with the gold answer (default: answer).")
+    ] = None,
+    solution_col: Annotated[
+        str | None, typer.Option(help="Column with a reference solution.")
+    ] = None,
+    id_col: Annotated[str | None, typer.Option(help="Column with the source's own id.")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help=f"File format when the extension does not say: {'|'.join(FORMATS)}."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Source name recorded with each problem (default: parent/file name)."),
+    ] = None,
+) -> None:
+    """Load problems with gold answers into the store.
+
+    Text is normalized (Unicode NFC, whitespace) and each problem is keyed by a
+    hash of its text and answer, so ingesting again adds only what is new. Bad
+    rows (missing or empty fields, wrong types, absurd lengths, lines that do not
+    decode) go to the quarantine table with their reason; they never stop the run.
+    """
+    settings = _settings(ctx)
+    if not files and not hf:
+        raise _fail("give problem files or --hf DATASET", BAD_INPUT)
+    try:
+        columns = column_map(
+            preset.value if preset else None,
+            problem=problem_col,
+            answer=answer_col,
+            solution=solution_col,
+            id=id_col,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+    sources: list[tuple[str, Any]] = [
+        (source or source_name(f), lambda f=f: read_file(f, fmt)) for f in files or []
+    ]
+    if hf:
+        sources.append((source or hf, lambda: read_hf(hf, split, hf_config)))
+
+    summaries: list[IngestSummary] = []
+    with _open_writer(settings, "ingest") as store:
+        for name, open_records in sources:
+            try:
+                summaries.append(
+                    ingest_records(store, _counting(open_records(), name), name, columns, settings)
+                )
+            except SourceError as exc:
+                raise _fail(str(exc), BAD_INPUT) from None
+        store.close(
+            "ok",
+            {
+                s.source: {"taken": s.taken, "skipped": s.skipped, "quarantined": s.quarantined}
+                for s in summaries
+            },
+        )
+    _print_ingest(summaries, settings.store.path)
+
+
+def _print_ingest(summaries: list[IngestSummary], store_path: Path) -> None:
+    table = Table(title=f"ingest into {store_path}", title_justify="left")
+    for col in ("source", "taken", "skipped", "quarantined"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for s in summaries:
+        table.add_row(s.source, str(s.taken), str(s.skipped), str(s.quarantined))
+    out.print(table)
+    bad = [s for s in summaries if s.quarantined]
+    if bad:
+        total = sum(s.quarantined for s in bad)
+        err.print(
+            f"[yellow]warning:[/yellow] {total} bad row(s) went to quarantine:", highlight=False
+        )
+        for s in bad:
+            for reason, rows in s.reasons.iter_rows():
+                err.print(f"  {s.source}: {rows} x {reason}", highlight=False, markup=False)
+        err.print("  see them with: pitfall sql quarantine", highlight=False)
+
+
+# ---------------------------------------------------------------------- sql
+
+
+class OutFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    query: Annotated[
+        str | None,
+        typer.Argument(
+            help="SQL text, a .sql file, or the name of a canned query (see --list).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = OutFormat.table,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
+    list_queries: Annotated[
+        bool, typer.Option("--list", help="List the canned queries and exit.")
+    ] = False,
+) -> None:
+    """Run a read-only query against the store.
+
+    The store opens read-only, so nothing here can change it; a run that is
+    writing at the same time is waited for between its batches.
+    """
+    canned = canned_queries()
+    if list_queries:
+        table = Table(
+            "name", "what it answers", title="canned queries (sql/queries/)", title_justify="left"
+        )
+        for name, path in canned.items():
+            table.add_row(name, _first_comment(path))
+        out.print(table)
+        return
+    if not query:
+        raise _fail(
+            "give a query, a .sql file or a canned query name (pitfall sql --list)", BAD_INPUT
+        )
+    if query in canned:
+        text = canned[query].read_text(encoding="utf-8")
+    elif query.endswith(".sql") and Path(query).is_file():
+        text = Path(query).read_text(encoding="utf-8")
+    else:
+        text = query
+    if fmt is OutFormat.parquet and out_file is None:
+        raise _fail("--format parquet needs --out FILE", BAD_INPUT)
+
+    settings = _settings(ctx)
+    try:
+        with _open_reader(settings) as store:
+            df = store.query(text)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    _write_frame(df, fmt, out_file, limit)
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("--"):
+            return line.lstrip("- ").strip()
+    return ""
+
+
+def _write_frame(df: pl.DataFrame, fmt: OutFormat, out_file: Path | None, limit: int) -> None:
+    if fmt is OutFormat.parquet:
+        assert out_file is not None
+        df.write_parquet(out_file)
+    elif fmt is OutFormat.csv:
+        text = _flat(df).write_csv()
+    elif fmt is OutFormat.json:
+        text = df.write_json()
+    if fmt in (OutFormat.csv, OutFormat.json):
+        if out_file:
+            out_file.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    elif fmt is OutFormat.table:
+        if out_file:
+            out_file.write_text(str(df), encoding="utf-8")
+        else:
+            out.print(_rich_table(df, limit))
+    if out_file:
+        err.print(f"wrote {df.height} rows to {out_file}", highlight=False)
+
+
+def _flat(df: pl.DataFrame) -> pl.DataFrame:
+    """CSV has no nested values: lists and structs become JSON text."""
+    nested = [c for c, t in df.schema.items() if t.is_nested()]
+    return df.with_columns(
+        pl.Series(c, [json.dumps(v, default=str) for v in df[c].to_list()], pl.String)
+        for c in nested
+    )
+
+
+def _rich_table(df: pl.DataFrame, limit: int) -> Table:
+    shown = df if limit <= 0 else df.head(limit)
+    table = Table(
+        *df.columns,
+        caption=f"{df.height} rows"
+        + (f", first {limit} shown" if shown.height < df.height else ""),
+    )
+    for row in shown.iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+def _cell(value: Any, width: int = 80) -> str:
+    text = "NULL" if value is None else str(value)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -------------------------------------------------------------------- stats
+
+
+@app.command()
+def stats(ctx: typer.Context) -> None:
+    """Rows per table, problems by source and quarantine by reason."""
+    settings = _settings(ctx)
+    with _open_reader(settings) as store:
+        counts = store.table_counts()
+        by_source = store.canned("problems_by_source")
+        reasons = store.canned("quarantine_by_reason")
+        version = store.schema_version()
+    table = Table(
+        "table", "rows", title=f"{settings.store.path} (schema v{version})", title_justify="left"
+    )
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+    out.print(_rich_table(by_source, 0))
+    if reasons.height:
+        out.print(_rich_table(reasons, 0))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,187 @@
+"""The one typed settings object.
+
+Precedence, lowest first: defaults < TOML file (``pitfall.toml``) < ``PITFALL_*``
+environment variables (nested with ``__``, e.g. ``PITFALL_DART__K_U=8``) < CLI
+flags. Unknown keys are an error that names the key and where it came from.
+
+``pitfall.toml`` at the repository root lists every setting with its default;
+a test keeps it equal to the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "PITFALL_"
+# Environment variables the CLI reads itself (typer envvars), not settings keys.
+CLI_ENV_VARS = frozenset({"PITFALL_STORE", "PITFALL_CONFIG"})
+DEFAULT_CONFIG_FILE = Path("pitfall.toml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(Section):
+    path: Path = Path("data/store/pitfall.duckdb")
+    batch_rows: int = Field(
+        245_760, gt=0, description="rows per committed insert batch (two DuckDB row groups)"
+    )
+    open_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long a reader or the writer retries while the other holds the file",
+    )
+
+
+class ProblemsSettings(Section):
+    max_problem_chars: int = Field(20_000, gt=0, description="longer problems are quarantined")
+    max_answer_chars: int = Field(1_000, gt=0, description="longer gold answers are quarantined")
+
+
+class TeacherSettings(Section):
+    backend: Literal["vllm", "openai", "transformers"] = "vllm"
+    model: str = "data/models/toy-teacher"
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, gt=0)
+    seed: int = 0
+
+
+class VerifySettings(Section):
+    timeout_s: float = Field(5.0, gt=0, description="hard wall-clock limit per verification")
+    workers: int = Field(2, gt=0)
+
+
+class DartSettings(Section):
+    strategy: Literal["fixed", "uniform", "prop2diff"] = "uniform"
+    k_u: int = Field(40, gt=0, description="uniform: correct answers wanted per problem")
+    k_p: int = Field(192, gt=0, description="prop2diff: correct answers for the hardest problem")
+    n_max: int = Field(2048, gt=0, description="trial cap per problem")
+
+
+class LocalizeSettings(Section):
+    method: Literal["mc-binary", "mc-linear", "prm", "judge", "annotated", "consensus"] = (
+        "mc-binary"
+    )
+    k: int = Field(8, gt=0, description="rollouts per probed prefix (OmegaPRM uses 8)")
+
+
+class NegativesSettings(Section):
+    kinds: list[Literal["outcome", "step", "first-pit", "stepwise"]] = ["outcome", "step"]
+
+
+class ExportSettings(Section):
+    dir: Path = Path("data/export")
+    hub_repo: str | None = None
+
+
+class TrainSettings(Section):
+    redi_alpha: float = Field(0.8, gt=0, description="REDI weight of the negative term")
+    learning_rate: float = Field(1e-6, gt=0)
+    epochs: int = Field(1, gt=0)
+
+
+class ConfigError(ValueError):
+    """A settings file or variable that cannot be used; the message says where."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """``PITFALL_*`` variables, minus the ones the CLI reads itself."""
+
+    def _load_env_vars(self):  # type: ignore[override]
+        env = super()._load_env_vars()
+        return {k: v for k, v in env.items() if k.upper() not in CLI_ENV_VARS}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    config_file: Path | None = Field(None, description="where the TOML layer came from")
+    store: StoreSettings = StoreSettings()
+    problems: ProblemsSettings = ProblemsSettings()
+    teacher: TeacherSettings = TeacherSettings()
+    verify: VerifySettings = VerifySettings()
+    dart: DartSettings = DartSettings()
+    localize: LocalizeSettings = LocalizeSettings()
+    negatives: NegativesSettings = NegativesSettings()
+    export: ExportSettings = ExportSettings()
+    train: TrainSettings = TrainSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
+        config_file = init_settings.init_kwargs.get("config_file")  # type: ignore[attr-defined]
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(
+    config_file: Path | str | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from a TOML file, the environment and ``overrides``
+    (nested dicts, CLI level). With no file given, ``./pitfall.toml`` is used
+    when it exists."""
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        config_file = Path(config_file)
+        if not config_file.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        try:
+            file_data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from exc
+    try:
+        return Settings(config_file=config_file, **(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, config_file, file_data)) from exc
+
+
+def _explain(exc: ValidationError, config_file: Path | None, file_data: dict) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        where = _origin(loc, config_file, file_data)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}'")
+        else:
+            lines.append(f"{where}: '{key}': {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _origin(loc: list[str], config_file: Path | None, file_data: dict) -> str:
+    # checked in precedence order: the highest layer holding the key set its value
+    env_name = ENV_PREFIX + "__".join(loc).upper()
+    if env_name in os.environ:
+        return f"environment variable {env_name}"
+    node: Any = file_data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return "command-line flags"
+        node = node[part]
+    return str(config_file)

@@ -1,0 +1,242 @@
+"""Ingest: raw records -> normalized ``problems`` rows and ``quarantine`` rows.
+
+Pure: records in, two Polars frames out. The CLI reads the files and the store
+writes the frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import polars as pl
+
+from pipeline.keys import problem_key, quarantine_key
+from pipeline.readers import Record
+from pipeline.text import normalize_answer, normalize_text
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source columns hold what, and how to get the gold answer out."""
+
+    problem: str = "problem"
+    answer: str | None = "answer"  # None: take it from the solution
+    solution: str | None = "solution"
+    id: str | None = None
+    answer_from: Callable[[str], str | None] | None = None  # applied to the answer column
+    answer_from_solution: Callable[[str], str | None] | None = None  # when `answer` is missing
+    solution_from: Callable[[str], str] | None = None  # applied to the solution column
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None
+
+
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+def gsm8k_final(answer_text: str) -> str | None:
+    """The number after GSM8K's ``#### `` line, thousands separators dropped."""
+    m = _GSM8K_ANSWER.search(answer_text)
+    if not m:
+        return None
+    return m[1].replace(",", "").strip() or None
+
+
+def gsm8k_solution(answer_text: str) -> str:
+    """GSM8K's worked solution: the answer field before ``####``, calculator notes removed."""
+    body = answer_text.split("####")[0]
+    return re.sub(r"<<[^>]*>>", "", body).strip()
+
+
+PRESETS: dict[str, ColumnMap] = {
+    # MATH and MATH-500: problem / solution / answer (MATH-500 has unique_id)
+    "math": ColumnMap(
+        "problem", "answer", "solution", "unique_id", answer_from_solution=last_boxed
+    ),
+    # GSM8K: question / answer, the answer ending in "#### N"
+    "gsm8k": ColumnMap(
+        "question", "answer", "answer", None, answer_from=gsm8k_final, solution_from=gsm8k_solution
+    ),
+    # NuminaMath-style: problem / solution with a boxed answer
+    "numina": ColumnMap("problem", None, "solution", None, answer_from_solution=last_boxed),
+}
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_problem_chars: int = 20_000
+    max_answer_chars: int = 1_000
+
+
+PROBLEM_SCHEMA = {
+    "problem_id": pl.String,
+    "problem": pl.String,
+    "answer": pl.String,
+    "solution": pl.String,
+    "source": pl.String,
+    "source_id": pl.String,
+    "meta": pl.String,
+}
+QUARANTINE_SCHEMA = {
+    "quarantine_id": pl.String,
+    "stage": pl.String,
+    "source": pl.String,
+    "locator": pl.String,
+    "reason": pl.String,
+    "raw": pl.String,
+}
+
+
+class BadRow(ValueError):
+    pass
+
+
+def column_map(
+    preset: str | None = None,
+    *,
+    problem: str | None = None,
+    answer: str | None = None,
+    solution: str | None = None,
+    id: str | None = None,
+) -> ColumnMap:
+    """A preset (or the plain default) with any explicitly named columns on top."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; have: {', '.join(PRESETS)}")
+    base = PRESETS[preset] if preset else ColumnMap()
+    given = {"problem": problem, "answer": answer, "solution": solution, "id": id}
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
+def to_problems(
+    records: Iterable[Record],
+    source: str,
+    columns: ColumnMap,
+    limits: IngestLimits = IngestLimits(),
+    stage: str = "ingest",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Normalize records into (problems, quarantine) frames, one row per record.
+
+    Repeated problems share a key, so the store keeps the first and counts the
+    rest as skipped.
+    """
+    good: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for rec in records:
+        if rec.row is None:
+            bad.append(_quarantine(stage, source, rec.locator, rec.error or "undecodable", rec.raw))
+            continue
+        try:
+            good.append(_problem_row(rec.row, source, columns, limits))
+        except BadRow as exc:
+            bad.append(_quarantine(stage, source, rec.locator, str(exc), _raw(rec.row)))
+    return pl.DataFrame(good, schema=PROBLEM_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
+
+
+def _problem_row(row: dict, source: str, cols: ColumnMap, limits: IngestLimits) -> dict[str, Any]:
+    problem = _text_field(row, cols.problem, "problem")
+    solution = (
+        _text_field(row, cols.solution, "solution", required=False) if cols.solution else None
+    )
+    if solution is not None and cols.solution_from:
+        solution = cols.solution_from(solution)
+
+    answer: str | None = None
+    if cols.answer and cols.answer in row and row[cols.answer] is not None:
+        answer = _answer_value(row[cols.answer], cols.answer)
+        if answer is not None and cols.answer_from:
+            extracted = cols.answer_from(answer)
+            if extracted is None:
+                raise BadRow(f"no final answer found in {cols.answer!r}")
+            answer = extracted
+    if answer is None and cols.answer_from_solution and solution:
+        answer = cols.answer_from_solution(solution)
+    if answer is None:
+        wanted = cols.answer or f"a boxed answer in {cols.solution!r}"
+        raise BadRow(f"missing answer ({wanted})")
+
+    problem = normalize_text(problem)
+    answer = normalize_answer(answer)
+    if not problem:
+        raise BadRow(f"empty problem ({cols.problem!r})")
+    if not answer:
+        raise BadRow(f"empty answer ({cols.answer or 'boxed'!r})")
+    if len(problem) > limits.max_problem_chars:
+        raise BadRow(
+            f"problem is {len(problem)} chars, over the limit of {limits.max_problem_chars}"
+        )
+    if len(answer) > limits.max_answer_chars:
+        raise BadRow(f"answer is {len(answer)} chars, over the limit of {limits.max_answer_chars}")
+
+    used = {c for c in (cols.problem, cols.answer, cols.solution, cols.id) if c}
+    meta = {k: v for k, v in row.items() if k not in used}
+    source_id = row.get(cols.id) if cols.id else None
+    return {
+        "problem_id": problem_key(problem, answer),
+        "problem": problem,
+        "answer": answer,
+        "solution": normalize_text(solution) if solution else None,
+        "source": source,
+        "source_id": None if source_id is None else str(source_id),
+        "meta": json.dumps(meta, default=str, ensure_ascii=False) if meta else None,
+    }
+
+
+def _text_field(row: dict, col: str, what: str, required: bool = True) -> str | None:
+    if col not in row or row[col] is None:
+        if required:
+            raise BadRow(f"missing {what} column {col!r}")
+        return None
+    value = row[col]
+    if not isinstance(value, str):
+        raise BadRow(f"{what} column {col!r} holds {type(value).__name__}, not text")
+    return value
+
+
+def _answer_value(value: Any, col: str) -> str:
+    # numeric gold answers are common (GSM8K-style datasets store ints)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRow(f"answer column {col!r} holds {type(value).__name__}, not text or a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadRow(f"answer column {col!r} holds {value}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _quarantine(
+    stage: str, source: str, locator: str, reason: str, raw: str | None
+) -> dict[str, Any]:
+    raw = (raw or "")[:2000]
+    return {
+        "quarantine_id": quarantine_key(stage, source, locator, reason, raw),
+        "stage": stage,
+        "source": source,
+        "locator": locator,
+        "reason": reason,
+        "raw": raw,
+    }
+
+
+def _raw(row: dict) -> str:
+    return json.dumps(row, default=str, ensure_ascii=False)[:2000]

@@ -1,0 +1,372 @@
+"""The trace store: one DuckDB file, and the only place in pitfall that speaks SQL.
+
+Concurrency model (DuckDB allows one read-write process *or* many read-only
+ones per file):
+
+* A writer holds ``<store>.lock`` (an ``flock``, released by the OS even on
+  SIGKILL) for its whole life; a second writer fails fast with the holder's
+  pid and command. The DuckDB file itself is opened only while a batch is
+  being written, so readers (``pitfall sql``) get in between batches.
+* Readers open the file read-only and, like the writer, retry for
+  ``open_timeout_s`` while the other side holds it.
+
+Rows go in through :meth:`Store.insert_new`: rows whose key already exists are
+skipped and counted, never duplicated, and every row records the run that
+wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import __version__
+from pipeline.sqlfiles import Migration, canned_queries, migrations, schema_sql
+
+TableLike = pa.Table | pl.DataFrame
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class StoreLocked(StoreError):
+    """Another process is writing the store."""
+
+
+class StoreMissing(StoreError):
+    pass
+
+
+class QueryError(StoreError):
+    """DuckDB refused a query (syntax, unknown table, a write on a read-only store, ...)."""
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    table: str
+    inserted: int
+    skipped: int
+
+    def __add__(self, other: InsertResult) -> InsertResult:
+        return InsertResult(
+            self.table, self.inserted + other.inserted, self.skipped + other.skipped
+        )
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return "lock" in str(exc).lower()
+
+
+class _WriteLock:
+    """An exclusive ``flock`` on ``<store>.lock`` holding a note about its owner."""
+
+    def __init__(self, db_path: Path, command: str):
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read_holder()
+            os.close(self._fd)
+            raise StoreLocked(
+                f"store {db_path} is being written by pid {holder.get('pid', '?')} "
+                f"({holder.get('command', '?')} on {holder.get('host', '?')}, "
+                f"since {holder.get('since', '?')}); wait for it to finish or stop it"
+            ) from None
+        note = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(note).encode(), 0)
+
+    def _read_holder(self) -> dict:
+        try:
+            return json.loads(os.pread(self._fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Store:
+    """Use :meth:`writer` or :meth:`reader`; both are context managers."""
+
+    def __init__(self, path: Path, *, read_only: bool, open_timeout_s: float, batch_rows: int):
+        self.path = Path(path)
+        self.read_only = read_only
+        self.open_timeout_s = open_timeout_s
+        self.batch_rows = batch_rows
+        self.run_id: str | None = None
+        self._lock: _WriteLock | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._depth = 0
+        self._keys: dict[str, str] = {}
+        self._columns: dict[str, set[str]] = {}
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def writer(
+        cls,
+        path: Path | str,
+        *,
+        command: str,
+        config: dict | None = None,
+        open_timeout_s: float = 30.0,
+        batch_rows: int = 245_760,
+        extra_migrations: list[Migration] | None = None,
+    ) -> Store:
+        """Take the write lock, create or upgrade the schema and open a run."""
+        store = cls(
+            Path(path), read_only=False, open_timeout_s=open_timeout_s, batch_rows=batch_rows
+        )
+        store._lock = _WriteLock(store.path, command)
+        try:
+            with store.connection() as con:
+                _migrate(con, migrations() + list(extra_migrations or []))
+                store.run_id = uuid.uuid4().hex
+                con.execute(
+                    "INSERT INTO runs (run_id, command, argv, config, pid, host, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        store.run_id,
+                        command,
+                        json.dumps(sys.argv),
+                        json.dumps(config, default=str) if config is not None else None,
+                        os.getpid(),
+                        socket.gethostname(),
+                        __version__,
+                    ],
+                )
+        except BaseException:
+            store._lock.release()
+            raise
+        return store
+
+    @classmethod
+    def reader(cls, path: Path | str, *, open_timeout_s: float = 30.0) -> Store:
+        path = Path(path)
+        if not path.is_file():
+            raise StoreMissing(f"no store at {path} (create one with `pitfall ingest`)")
+        return cls(path, read_only=True, open_timeout_s=open_timeout_s, batch_rows=0)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The DuckDB connection, opened for the outermost ``with`` and closed after it."""
+        if self._con is None:
+            self._con = self._connect()
+        self._depth += 1
+        try:
+            yield self._con
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._con.close()
+                self._con = None
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.open_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
+                    raise StoreError(f"cannot open {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if not self.read_only:
+            # Completions are long natural-language text: zstd stores them in
+            # about a fifth of their JSONL size where FSST manages a third.
+            con.execute("PRAGMA force_compression='zstd'")
+        return con
+
+    def close(self, status: str = "ok", summary: dict | None = None) -> None:
+        if self._lock is None:
+            return
+        try:
+            if self.run_id is not None:
+                with self.connection() as con:
+                    con.execute(
+                        "UPDATE runs SET status = ?, finished_at = current_timestamp, summary = ? "
+                        "WHERE run_id = ?",
+                        [
+                            status,
+                            json.dumps(summary, default=str) if summary else None,
+                            self.run_id,
+                        ],
+                    )
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.read_only:
+            self.close("failed" if exc_type else "ok")
+
+    # ------------------------------------------------------------------ writes
+
+    def insert_new(self, table: str, rows: TableLike) -> InsertResult:
+        """Insert the rows whose key is not in ``table`` yet, a batch per transaction.
+
+        Columns are matched by name; missing ones take their defaults and
+        ``run_id`` is filled in with this run's id.
+        """
+        if self.read_only:
+            raise StoreError("insert_new on a read-only store")
+        data = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
+        key = self._primary_key(table)
+        if "run_id" in self._table_columns(table) and "run_id" not in data.column_names:
+            data = data.append_column(
+                "run_id", pa.array([self.run_id] * data.num_rows, pa.string())
+            )
+        total = InsertResult(table, 0, 0)
+        # One open for all batches (a close checkpoints, which costs ~1 s per
+        # 100k traces); one transaction per batch, so a crash loses one batch.
+        with self.connection() as con:
+            for offset in range(0, data.num_rows, self.batch_rows):
+                batch = data.slice(offset, self.batch_rows)
+                con.register("_incoming", _first_per_key(batch, key))
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    # an anti-join is ~1.5x faster here than INSERT OR IGNORE
+                    inserted = con.execute(
+                        f"INSERT INTO {table} BY NAME "
+                        f"SELECT * FROM _incoming ANTI JOIN {table} USING ({key})"
+                    ).fetchone()[0]
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                finally:
+                    con.unregister("_incoming")
+                total += InsertResult(table, inserted, batch.num_rows - inserted)
+        return total
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        """A statement that changes the store (UPDATE of derived tables and the like)."""
+        if self.read_only:
+            raise StoreError("execute on a read-only store")
+        with self.connection() as con:
+            con.execute(sql, params or [])
+
+    # ------------------------------------------------------------------- reads
+
+    def query(self, sql: str, params: list | dict | None = None) -> pl.DataFrame:
+        with self.connection() as con:
+            try:
+                rel = con.sql(sql, params=params) if params else con.sql(sql)
+                return pl.DataFrame() if rel is None else rel.pl()
+            except duckdb.Error as exc:
+                raise QueryError(str(exc)) from exc
+
+    def canned(self, name: str, params: list | dict | None = None) -> pl.DataFrame:
+        """Run ``sql/queries/<name>.sql``."""
+        queries = canned_queries()
+        if name not in queries:
+            raise KeyError(f"no canned query {name!r}; have: {', '.join(queries)}")
+        return self.query(queries[name].read_text(encoding="utf-8"), params)
+
+    def table_counts(self) -> dict[str, int]:
+        with self.connection() as con:
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                    "ORDER BY table_name"
+                ).fetchall()
+            ]
+            return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+    def schema_version(self) -> int:
+        return int(self.query("SELECT max(version) AS v FROM schema_version")["v"][0])
+
+    # ----------------------------------------------------------------- helpers
+
+    def _primary_key(self, table: str) -> str:
+        if table not in self._keys:
+            with self.connection() as con:
+                row = con.execute(
+                    "SELECT constraint_column_names FROM duckdb_constraints() "
+                    "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                    [table],
+                ).fetchone()
+            if row is None or len(row[0]) != 1:
+                raise StoreError(f"table {table!r} has no single-column primary key")
+            self._keys[table] = row[0][0]
+        return self._keys[table]
+
+    def _table_columns(self, table: str) -> set[str]:
+        if table not in self._columns:
+            with self.connection() as con:
+                self._columns[table] = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
+                    ).fetchall()
+                }
+        return self._columns[table]
+
+
+def _first_per_key(batch: pa.Table, key: str) -> pa.Table:
+    """Drop repeated keys inside one batch (first wins); cheap when there are none."""
+    if pc.count_distinct(batch.column(key)).as_py() == batch.num_rows:
+        return batch
+    return pl.from_arrow(batch).unique(subset=key, keep="first", maintain_order=True).to_arrow()
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, pending: list[Migration]) -> None:
+    """Create the baseline schema on a new file, then apply newer migrations in order."""
+    has_versions = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not has_versions:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(schema_sql())
+        con.execute("INSERT INTO schema_version (version, name) VALUES (1, 'schema')")
+        con.execute("COMMIT")
+    current = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    for m in sorted(pending, key=lambda m: m.version):
+        if m.version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(m.sql)
+            con.execute(
+                "INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name]
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise

@@ -1,0 +1,132 @@
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.sqlfiles import canned_queries
+from tests.conftest import GSM8K, MATH500, TESTDATA
+
+
+@pytest.fixture
+def filled(pitfall):
+    pitfall("ingest", MATH500, "--preset", "math")
+    pitfall("ingest", GSM8K, "--preset", "gsm8k")
+    pitfall("ingest", TESTDATA / "mixed.jsonl")
+    return pitfall
+
+
+def test_every_command_explains_itself():
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0
+    for command in ("ingest", "sql", "stats"):
+        assert command in top.output
+        res = runner.invoke(app, [command, "--help"])
+        assert res.exit_code == 0, command
+        assert "Usage: pitfall " + command in res.output
+
+
+def test_sql_formats(filled, tmp_path):
+    q = "select source, count(*) as n from problems group by 1 order by 1"
+    csv = filled("sql", q, "--format", "csv").output
+    assert csv.splitlines() == [
+        "source,n",
+        "data/mixed.jsonl,4",
+        "gsm8k/test.jsonl,1319",
+        "math500/test.jsonl,500",
+    ]
+    rows = json.loads(filled("sql", q, "--format", "json").output)
+    assert rows[1] == {"source": "gsm8k/test.jsonl", "n": 1319}
+    out = tmp_path / "counts.parquet"
+    filled("sql", q, "--format", "parquet", "--out", out)
+    assert pl.read_parquet(out)["n"].to_list() == [4, 1319, 500]
+    table = filled("sql", q).output
+    assert "math500/test.jsonl" in table and "3 rows" in table
+
+
+def test_sql_from_file_and_canned_name(filled, tmp_path):
+    path = tmp_path / "q.sql"
+    path.write_text(
+        "-- how many\nselect count(*) as n from problems where source like 'math500%';\n"
+    )
+    assert filled("sql", path, "--format", "csv").output.splitlines() == ["n", "500"]
+    by_reason = filled("sql", "quarantine_by_reason", "--format", "csv").output
+    assert "ingest,data/mixed.jsonl,not UTF-8: invalid continuation byte at byte 16,1" in by_reason
+    listing = filled("sql", "--list").output
+    for name in canned_queries():
+        assert name in listing
+
+
+def test_every_canned_query_runs_on_a_fresh_store(filled):
+    for name in canned_queries():
+        res = filled("sql", name, "--format", "csv")
+        assert res.exit_code == 0, name
+
+
+def test_sql_is_read_only(filled):
+    res = filled("sql", "delete from problems", ok=False)
+    assert res.exit_code == 1
+    assert "read-only" in res.output
+    assert (
+        filled("sql", "select count(*) n from problems", "--format", "csv").output.splitlines()[1]
+        == "1823"
+    )
+
+
+def test_sql_errors_are_messages_not_tracebacks(filled, pitfall, tmp_path):
+    res = filled("sql", "select * from nowhere", ok=False)
+    assert res.exit_code == 1 and "nowhere" in res.output and "Traceback" not in res.output
+    res = filled("sql", "select 1", "--format", "parquet", ok=False)
+    assert res.exit_code == 2 and "--out" in res.output
+
+
+def test_sql_on_a_missing_store(pitfall):
+    res = pitfall("sql", "select 1", ok=False)
+    assert res.exit_code == 2 and "no store at" in res.output
+
+
+def test_stats(filled):
+    out = filled("stats").output
+    assert "schema v1" in out
+    assert "problems       │ 1,823" in out
+    assert "gsm8k/test.jsonl" in out and "1319" in out
+    assert "empty answer ('answer')" in out
+
+
+def test_bad_config_exits_2_naming_the_key(pitfall, tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[store]\npth = 'x'\n")
+    res = pitfall("--config", cfg, "stats", ok=False)
+    assert res.exit_code == 2
+    assert f"{cfg}: unknown key 'store.pth'" in res.output
+
+
+def test_second_writer_command_fails_fast_and_the_store_survives(pitfall, store_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    pitfall("ingest", MATH500, "--preset", "math")
+    holder = textwrap.dedent(f"""
+        import time
+        from pipeline.store import Store
+        store = Store.writer({str(store_path)!r}, command="scheduled run")
+        print("ready", flush=True)
+        time.sleep(2)
+        store.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        res = pitfall("ingest", GSM8K, "--preset", "gsm8k", ok=False)
+        assert res.exit_code == 3
+        assert f"being written by pid {proc.pid} (scheduled run" in res.output
+    finally:
+        assert proc.wait(timeout=30) == 0
+    out = pitfall(
+        "sql", "select source, count(*) n from problems group by 1", "--format", "csv"
+    ).output
+    assert out.splitlines() == ["source,n", "math500/test.jsonl,500"]
+    pitfall("ingest", GSM8K, "--preset", "gsm8k")  # and it is writable again

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, Settings, load_settings
+from tests.conftest import REPO
+
+
+def test_example_config_lists_the_defaults():
+    """pitfall.toml documents every setting with its default value."""
+    from_file = load_settings(REPO / "pitfall.toml").model_dump(exclude={"config_file"})
+    assert from_file == Settings().model_dump(exclude={"config_file"})
+
+
+def test_every_section_and_key_is_in_the_example():
+    import tomllib
+
+    example = tomllib.loads((REPO / "pitfall.toml").read_text())
+    for section, model in Settings.model_fields.items():
+        if section == "config_file":
+            continue
+        assert section in example, section
+        fields = set(model.annotation.model_fields)
+        # optional keys without a value are shown commented out
+        assert set(example[section]) == {f for f in fields if getattr(model.default, f) is not None}
+
+
+def test_precedence_file_then_env_then_flags(tmp_path, monkeypatch):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[dart]\nk_u = 7\nstrategy = "prop2diff"\n[store]\npath = "a.duckdb"\n')
+    s = load_settings(cfg)
+    assert (s.dart.k_u, s.dart.strategy, s.store.path) == (7, "prop2diff", Path("a.duckdb"))
+
+    monkeypatch.setenv("PITFALL_DART__K_U", "9")
+    s = load_settings(cfg)
+    assert (s.dart.k_u, s.dart.strategy) == (9, "prop2diff")
+
+    s = load_settings(cfg, {"dart": {"k_u": 11}, "store": {"path": "b.duckdb"}})
+    assert (s.dart.k_u, s.dart.strategy, s.store.path) == (11, "prop2diff", Path("b.duckdb"))
+
+
+def test_cli_store_variable_is_not_a_settings_key(monkeypatch):
+    # PITFALL_STORE is the CLI's --store envvar; it must not be parsed as the [store] table
+    monkeypatch.setenv("PITFALL_STORE", "elsewhere.duckdb")
+    assert load_settings(None).store.path == Path("data/store/pitfall.duckdb")
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[dart]\nk_uu = 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    assert "unknown key 'dart.k_uu'" in str(exc.value)
+    assert str(cfg) in str(exc.value)
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[dartt]\nk_u = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'dartt'"):
+        load_settings(cfg)
+
+
+def test_unknown_key_from_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PITFALL_VERIFY__TIMEOUT", "3")
+    with pytest.raises(
+        ConfigError, match=r"environment variable PITFALL_VERIFY__TIMEOUT: unknown key"
+    ):
+        load_settings(None)
+
+
+def test_bad_value_is_explained(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[dart]\nstrategy = "greedy"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: 'dart.strategy'"):
+        load_settings(cfg)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[store\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken)

@@ -1,0 +1,1 @@
+"""Offline SFT, DPO, REDI and step-DPO trainers. They read exported datasets, never the store."""
