@@ -17,7 +17,7 @@ import polars as pl
 
 from pipeline.keys import problem_key, quarantine_key
 from pipeline.readers import Record
-from pipeline.text import normalize_answer, normalize_text
+from pipeline.text import last_boxed, normalize_answer, normalize_text
 
 
 @dataclass(frozen=True)
@@ -31,25 +31,6 @@ class ColumnMap:
     answer_from: Callable[[str], str | None] | None = None  # applied to the answer column
     answer_from_solution: Callable[[str], str | None] | None = None  # when `answer` is missing
     solution_from: Callable[[str], str] | None = None  # applied to the solution column
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
 
 
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)

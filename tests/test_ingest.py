@@ -5,10 +5,10 @@ import datasets
 import polars as pl
 import pytest
 
-from pipeline.ingest import column_map, gsm8k_final, last_boxed, to_problems
+from pipeline.ingest import column_map, gsm8k_final, to_problems
 from pipeline.readers import read_file
 from pipeline.store import Store
-from pipeline.text import normalize_answer, normalize_text
+from pipeline.text import last_boxed, normalize_answer, normalize_text
 from tests.conftest import BENCHMARKS, GSM8K, MATH500, TESTDATA
 
 
