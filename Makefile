@@ -24,6 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml
 comma := ,
 
 run: $(VENV)/.installed-run
+	$(BIN)/pitfall ingest data/toy/train.jsonl data/toy/test.jsonl
 	$(BIN)/pitfall ingest data/benchmarks/math500/test.jsonl --preset math
 	$(BIN)/pitfall ingest data/benchmarks/gsm8k/test.jsonl --preset gsm8k
 	$(BIN)/pitfall stats
