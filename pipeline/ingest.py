@@ -125,16 +125,18 @@ def to_problems(
     bad: list[dict[str, Any]] = []
     for rec in records:
         if rec.row is None:
-            bad.append(_quarantine(stage, source, rec.locator, rec.error or "undecodable", rec.raw))
+            bad.append(
+                quarantine_row(stage, source, rec.locator, rec.error or "undecodable", rec.raw)
+            )
             continue
         try:
-            good.append(_problem_row(rec.row, source, columns, limits))
+            good.append(problem_row(rec.row, source, columns, limits))
         except BadRow as exc:
-            bad.append(_quarantine(stage, source, rec.locator, str(exc), _raw(rec.row)))
+            bad.append(quarantine_row(stage, source, rec.locator, str(exc), raw_text(rec.row)))
     return pl.DataFrame(good, schema=PROBLEM_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
 
 
-def _problem_row(row: dict, source: str, cols: ColumnMap, limits: IngestLimits) -> dict[str, Any]:
+def problem_row(row: dict, source: str, cols: ColumnMap, limits: IngestLimits) -> dict[str, Any]:
     problem = _text_field(row, cols.problem, "problem")
     solution = (
         _text_field(row, cols.solution, "solution", required=False) if cols.solution else None
@@ -205,7 +207,7 @@ def _answer_value(value: Any, col: str) -> str:
     return str(value)
 
 
-def _quarantine(
+def quarantine_row(
     stage: str, source: str, locator: str, reason: str, raw: str | None
 ) -> dict[str, Any]:
     raw = (raw or "")[:2000]
@@ -219,5 +221,5 @@ def _quarantine(
     }
 
 
-def _raw(row: dict) -> str:
+def raw_text(row: dict) -> str:
     return json.dumps(row, default=str, ensure_ascii=False)[:2000]

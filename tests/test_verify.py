@@ -1,0 +1,141 @@
+"""Answer extraction, the verification pool, and the reference-solution checks on real data."""
+
+import os
+import time
+
+import polars as pl
+import pytest
+
+from pipeline.verify import Check, VerifyPool, extract_answer, verdict_rows
+from tests.conftest import GSM8K, MATH500
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("so $x = \\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+        ("\\boxed{1} then \\boxed{\\{2, 3\\}}", "\\{2, 3\\}"),
+        ("Thus the final answer is 42.", "42"),
+        ("The answer is: $7$\n", "7"),
+        ("we get 3, then 1,250 apples", "1250"),
+        ("no numbers at all", None),
+        ("\\boxed{unbalanced", None),
+    ],
+)
+def test_extract_answer(text, want):
+    assert extract_answer(text) == want
+
+
+def test_extract_answer_without_fallback():
+    assert extract_answer("we get 3", fallback="none") is None
+
+
+def frame(rows):
+    return pl.DataFrame(
+        rows, schema=["trace_id", "completion", "finish_reason", "answer"], orient="row"
+    )
+
+
+def test_statuses_and_dedupe():
+    traces = frame(
+        [
+            ("t1", "so \\boxed{4}", "stop", "4"),
+            ("t2", "so \\boxed{2+2}", "stop", "4"),
+            ("t3", "so \\boxed{5}", "stop", "4"),
+            ("t4", "so \\boxed{4}", "length", "4"),  # cut at max_tokens: truncated whatever it says
+            ("t5", "I give up.", "stop", "4"),
+            ("t6", "so \\boxed{4}", "stop", "4"),  # same (gold, answer) as t1: verified once
+            ("t7", "so \\boxed{" + "9" * 5000 + "}", "stop", "4"),
+        ]
+    )
+    with VerifyPool(workers=2, timeout_s=10) as pool:
+        out = verdict_rows(traces, pool)
+    assert dict(zip(out["trace_id"], out["status"], strict=True)) == {
+        "t1": "correct",
+        "t2": "correct",
+        "t3": "wrong",
+        "t4": "truncated",
+        "t5": "no_answer",
+        "t6": "correct",
+        "t7": "no_answer",
+    }
+    assert out["verdict_id"].n_unique() == 7
+
+
+def test_pathological_answers_cannot_stall_the_pool():
+    timeout = 2.0
+    bad = [
+        Check("1", "(" * 3000 + "1" + ")" * 3000),  # 3,000 nested parentheses
+        Check("2", "2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}"),  # a tower of powers
+        Check("3", "x" * 1_000_000),  # a 1 MB answer
+        Check("4", "\\frac{1}{2"),  # unbalanced braces
+        Check("5", "__import__('os').system('touch /tmp/pitfall-pwned')"),  # looks like Python
+    ]
+    good = [Check(str(i), str(i)) for i in range(20)] + [Check("\\frac{1}{2}", "0.5")]
+    with VerifyPool(workers=2, timeout_s=timeout) as pool:
+        t0 = time.monotonic()
+        out = pool.run(bad + good)
+        elapsed = time.monotonic() - t0
+        workers = [p for p, _ in pool._procs]
+        assert all(p.is_alive() for p in workers)
+    assert not any(p.is_alive() for p in workers)  # nothing left hanging after close
+    for check, o in zip(bad, out[: len(bad)], strict=True):
+        assert o.status in ("timeout", "error", "wrong"), (check.answer[:40], o)
+        assert o.seconds <= timeout + 2.0
+    assert [o.status for o in out[len(bad) :]] == ["correct"] * len(good)
+    # at most the 3 slow ones take the full timeout, two at a time
+    assert elapsed < 2 * timeout + 5
+    assert not os.path.exists("/tmp/pitfall-pwned")  # model text is never run as code
+
+
+def test_math500_reference_solutions_verify(pitfall):
+    pitfall("ingest", MATH500, "--preset", "math")
+    pitfall("import-traces", MATH500, "--preset", "math", "--generations-col", "solution")
+    res = pitfall("verify")
+    counts = dict(
+        line.strip("│ ").split("│")[:2] for line in res.output.splitlines() if line.count("│") == 3
+    )
+    correct = int(counts["correct   "].strip())
+    assert correct >= 495  # at least 99%; it is 500/500 with math-verify 0.9
+    again = pitfall("verify")  # nothing left to do
+    assert "│ correct   │ 0      │" in again.output
+
+
+def test_gsm8k_reference_answers_verify(pitfall, store_path):
+    from pipeline.store import Store
+
+    pitfall("import-traces", GSM8K, "--preset", "gsm8k", "--generations-col", "answer")
+    pitfall("verify")
+    with Store.reader(store_path) as store:
+        statuses = dict(store.query("SELECT status, count(*) FROM verdicts GROUP BY 1").iter_rows())
+    assert statuses == {"correct": 1319}
+
+
+def test_import_keeps_given_correctness_as_verdicts(tmp_path, pitfall, store_path):
+    import json
+
+    from pipeline.store import Store
+
+    path = tmp_path / "raw.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "problem": "What is 2 + 2?",
+                "answer": "4",
+                "generations": ["2 + 2 = \\boxed{4}", "2 + 2 = \\boxed{5}"],
+                "correctness_math_verify": [True, False],
+            }
+        )
+        + "\n"
+        + json.dumps({"problem": "What is 1 + 1?", "answer": "2", "generations": 7})
+        + "\n"
+    )
+    res = pitfall("import-traces", path, "--correctness-col", "correctness_math_verify")
+    assert "│ 1 " in res.output
+    with Store.reader(store_path) as store:
+        v = store.query(
+            "SELECT t.sample_index, v.status FROM verdicts v JOIN traces t USING (trace_id) ORDER BY 1"
+        )
+        q = store.query("SELECT reason FROM quarantine")["reason"].to_list()
+    assert v.rows() == [(0, "correct"), (1, "wrong")]
+    assert q == ["generations column 'generations' holds int, not text or a list of text"]
