@@ -13,6 +13,7 @@ import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import (
+    BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
@@ -22,11 +23,15 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.ingest import IngestSummary, ingest_records, source_name
+from flows.sample import run_sampling, verify_pending
+from flows.traces import import_records
+from pipeline.backends import make_backend
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.ingest import PRESETS, column_map
 from pipeline.readers import FORMATS, Record, SourceError, read_file, read_hf
 from pipeline.sqlfiles import canned_queries
 from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
+from pipeline.verify import STATUSES, VERIFIER, VerifyPool
 
 app = typer.Typer(
     name="pitfall",
@@ -239,6 +244,278 @@ def _print_ingest(summaries: list[IngestSummary], store_path: Path) -> None:
             for reason, rows in s.reasons.iter_rows():
                 err.print(f"  {s.source}: {rows} x {reason}", highlight=False, markup=False)
         err.print("  see them with: pitfall sql quarantine", highlight=False)
+
+
+# ------------------------------------------------------------ import-traces
+
+
+@app.command("import-traces")
+def import_traces(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help=f"Files with generations: {', '.join(FORMATS)}.", show_default=False),
+    ] = None,
+    generations_col: Annotated[
+        str,
+        typer.Option(
+            help="Column holding one completion or a list of them (OpenR1-Math-Raw: generations)."
+        ),
+    ] = "generations",
+    correctness_col: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Per-generation correctness list (e.g. correctness_math_verify), stored as verdicts of "
+            "verifier 'imported:COL'. Repeatable."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name recorded with the traces (default: imported:SOURCE)."),
+    ] = None,
+    hf: Annotated[
+        str | None,
+        typer.Option("--hf", help="A HF dataset: a save_to_disk folder or a data folder."),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split of the --hf dataset.")] = None,
+    hf_config: Annotated[
+        str | None,
+        typer.Option("--config", "--hf-config", help="Configuration of the --hf dataset."),
+    ] = None,
+    preset: Annotated[
+        Preset | None, typer.Option(help="Column layout, as for `pitfall ingest`.")
+    ] = None,
+    problem_col: Annotated[str | None, typer.Option(help="Column with the problem text.")] = None,
+    answer_col: Annotated[str | None, typer.Option(help="Column with the gold answer.")] = None,
+    solution_col: Annotated[
+        str | None, typer.Option(help="Column with a reference solution.")
+    ] = None,
+    id_col: Annotated[str | None, typer.Option(help="Column with the source's own id.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help=f"File format: {'|'.join(FORMATS)}.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name (default: parent/file name).")
+    ] = None,
+) -> None:
+    """Import existing generations as traces, with their problems.
+
+    Each source row is a problem with one completion or a list of them, e.g.
+    OpenR1-Math-Raw. Run `pitfall verify` afterwards; REDI's recipe (first
+    correct vs first incorrect per problem) then needs no sampling.
+    """
+    settings = _settings(ctx)
+    if not files and not hf:
+        raise _fail("give files or --hf DATASET", BAD_INPUT)
+    try:
+        columns = column_map(
+            preset.value if preset else None,
+            problem=problem_col,
+            answer=answer_col,
+            solution=solution_col,
+            id=id_col,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+    sources = [(source or source_name(f), lambda f=f: read_file(f, fmt)) for f in files or []]
+    if hf:
+        sources.append((source or hf, lambda: read_hf(hf, split, hf_config)))
+    table = Table(
+        "source",
+        "problems new",
+        "traces new",
+        "traces skipped",
+        "verdicts new",
+        "quarantined",
+        title=f"import-traces into {settings.store.path}",
+        title_justify="left",
+    )
+    with _open_writer(settings, "import-traces") as store:
+        for name, open_records in sources:
+            try:
+                s = import_records(
+                    store,
+                    _counting(open_records(), name),
+                    name,
+                    columns,
+                    generations_col,
+                    model or f"imported:{name}",
+                    tuple(correctness_col or ()),
+                    settings,
+                )
+            except SourceError as exc:
+                raise _fail(str(exc), BAD_INPUT) from None
+            table.add_row(
+                name,
+                *(
+                    str(v)
+                    for v in (
+                        s.problems_new,
+                        s.traces_new,
+                        s.traces_skipped,
+                        s.verdicts_new,
+                        s.quarantined,
+                    )
+                ),
+            )
+    out.print(table)
+
+
+# ------------------------------------------------------------ verify / sample
+
+
+def _progress_factory(progress: Progress):
+    def start(label: str, total: int | None):
+        task = progress.add_task(label, total=total)
+        return lambda n: progress.advance(task, n)
+
+    return start
+
+
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+
+
+def _print_verdicts(counts) -> None:
+    table = Table("status", "traces", title=f"verdicts ({VERIFIER})", title_justify="left")
+    for status in STATUSES:
+        table.add_row(status, str(counts.get(status, 0)))
+    out.print(table)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: [verify] workers).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds per item before its worker is killed.")
+    ] = None,
+) -> None:
+    """Verify every trace that has no verdict yet.
+
+    The final answer is the last \\boxed{} (balanced braces), else an "answer
+    is" phrase, else the last number; math-verify checks it against the gold
+    answer in worker processes that are killed and replaced when an item
+    overruns the timeout. Statuses: correct, wrong, no_answer, truncated,
+    timeout, error.
+    """
+    settings = _settings(ctx)
+    if workers:
+        settings.verify.workers = workers
+    if timeout:
+        settings.verify.timeout_s = timeout
+    with (
+        _open_writer(settings, "verify") as store,
+        _bars() as bars,
+        VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool,
+    ):
+        counts = verify_pending(store, settings, pool, _progress_factory(bars))
+        store.close("ok", dict(counts))
+    _print_verdicts(counts)
+
+
+@app.command()
+def sample(
+    ctx: typer.Context,
+    backend: Annotated[
+        str | None, typer.Option(help="vllm | openai | transformers (default: [teacher] backend).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model path or name (default: [teacher] model).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="DART strategy: fixed | uniform | prop2diff.")
+    ] = None,
+    k_u: Annotated[
+        int | None, typer.Option(help="uniform: correct answers wanted per problem.")
+    ] = None,
+    k_p: Annotated[
+        int | None, typer.Option(help="prop2diff: correct answers for the hardest problem.")
+    ] = None,
+    n_fixed: Annotated[int | None, typer.Option(help="fixed: trials per problem.")] = None,
+    n_max: Annotated[int | None, typer.Option(help="Trial cap per problem.")] = None,
+    round_size: Annotated[int | None, typer.Option(help="Samples per problem per round.")] = None,
+    max_rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds.")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Only problems from this source (repeatable).")
+    ] = None,
+) -> None:
+    """Sample the teacher in rounds (sample -> verify -> allocate) until DART's targets.
+
+    Counters come from the store, so a killed run picks up where it stopped
+    and never samples twice what it has. The difficulty table holds pass rate,
+    fail rate, target and status (sampling / done / capped / unsolved).
+    """
+    settings = _settings(ctx)
+    teacher = settings.teacher.model_copy(
+        update={k: v for k, v in {"backend": backend, "model": model}.items() if v}
+    )
+    dart = {
+        "strategy": strategy,
+        "k_u": k_u,
+        "k_p": k_p,
+        "n_fixed": n_fixed,
+        "n_max": n_max,
+        "round_size": round_size,
+        "max_rounds": max_rounds,
+    }
+    try:
+        settings = settings.model_copy(
+            update={
+                "teacher": teacher,
+                "dart": settings.dart.model_validate(
+                    {**settings.dart.model_dump(), **{k: v for k, v in dart.items() if v}}
+                ),
+            }
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+    with _open_writer(settings, "sample") as store:
+        engine = make_backend(
+            teacher.backend, teacher.model, **teacher.model_dump(exclude={"backend", "model"})
+        )
+        with _bars() as bars:
+            summary = run_sampling(
+                store, engine, settings, list(source or []), _progress_factory(bars)
+            )
+        store.close(
+            "ok",
+            {
+                "rounds": summary.rounds,
+                "traces": summary.traces,
+                "tokens": summary.completion_tokens,
+            },
+        )
+    _print_sampling(summary)
+
+
+def _print_sampling(summary) -> None:
+    d = summary.difficulty
+    out.print(
+        f"rounds {summary.rounds}, requests {summary.requests}, new traces {summary.traces}, "
+        f"completion tokens {summary.completion_tokens:,}"
+    )
+    _print_verdicts(summary.verdicts)
+    if d is not None and d.height:
+        by = (
+            d.group_by("status")
+            .agg(
+                pl.len().alias("problems"),
+                pl.col("n_trials").sum().alias("trials"),
+                pl.col("n_correct").sum().alias("correct"),
+            )
+            .sort("status")
+        )
+        out.print(_rich_table(by, 0))
 
 
 # ---------------------------------------------------------------------- sql

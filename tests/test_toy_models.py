@@ -8,10 +8,8 @@ import pytest
 import torch
 
 from pipeline.toy.checker import first_error
-from tests.conftest import REPO
+from tests.conftest import REPO, STUDENT, TEACHER
 
-MODELS = REPO / "data" / "models"
-TEACHER, STUDENT = MODELS / "toy-teacher", MODELS / "toy-student"
 TEST_SET = [
     json.loads(line) for line in (REPO / "data" / "toy" / "test.jsonl").read_text().splitlines()
 ]
@@ -60,17 +58,6 @@ def test_transformers_generate_teacher_beats_student():
     teacher, student = _greedy_pass_rate(TEACHER, rows), _greedy_pass_rate(STUDENT, rows)
     assert teacher >= 0.7
     assert student < teacher
-
-
-@pytest.fixture(scope="session")
-def vllm_teacher():
-    from vllm import LLM
-
-    llm = LLM(
-        model=str(TEACHER), gpu_memory_utilization=0.15, max_model_len=512, dtype="float32", seed=0
-    )
-    yield llm
-    llm.llm_engine.engine_core.shutdown()  # stop the engine process now, not at interpreter exit
 
 
 def test_vllm_samples_the_teacher(vllm_teacher):

@@ -1,0 +1,153 @@
+"""Sampling wiring: rounds of sample -> verify -> allocate until DART's targets.
+
+Counters are read back from the store every round, so a killed run resumes
+where it stopped: traces are committed a chunk of requests at a time, a
+restart first verifies what is unverified, and each problem's requests are
+seeded by (base seed, problem, first sample index), so the same problem asks
+for the same samples again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipeline.config import Settings
+from pipeline.dart import DartPlan, allocate, status
+from pipeline.keys import params_key, trace_key
+from pipeline.sampling import Backend, Request, SamplingParams, request_seed
+from pipeline.store import Store
+from pipeline.verify import VERIFIER, VerifyPool, verdict_rows
+
+Progress = Callable[[str, int | None], Callable[[int], None]]  # (label, total) -> advance(n)
+
+VERDICTS_PER_COMMIT = 2_000
+
+
+@dataclass
+class SampleSummary:
+    rounds: int = 0
+    requests: int = 0
+    traces: int = 0
+    completion_tokens: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    difficulty: pl.DataFrame | None = None
+
+
+def sampling_params(settings: Settings) -> SamplingParams:
+    t = settings.teacher
+    return SamplingParams(t.temperature, t.top_p, t.max_tokens, t.seed, t.template)
+
+
+def dart_plan(settings: Settings) -> DartPlan:
+    d = settings.dart
+    return DartPlan(d.strategy, d.k_u, d.k_p, d.n_fixed, d.n_max, d.round_size, d.warmup_n)
+
+
+def verify_pending(
+    store: Store, settings: Settings, pool: VerifyPool, progress: Progress | None = None
+) -> Counter:
+    """Verify every trace without a verdict from this verifier, committing as it goes."""
+    pending = store.stage("unverified_traces", {"verifier": VERIFIER})
+    advance = progress("verifying", pending.height) if progress and pending.height else None
+    counts: Counter = Counter()
+    for offset in range(0, pending.height, VERDICTS_PER_COMMIT):
+        verdicts = verdict_rows(
+            pending.slice(offset, VERDICTS_PER_COMMIT), pool, settings.verify.fallback, advance
+        )
+        store.insert_new("verdicts", verdicts)
+        counts.update(verdicts["status"].to_list())
+    return counts
+
+
+def run_sampling(
+    store: Store,
+    backend: Backend,
+    settings: Settings,
+    sources: list[str],
+    progress: Progress | None = None,
+    on_round: Callable[[int, pl.DataFrame], None] | None = None,
+) -> SampleSummary:
+    params, plan = sampling_params(settings), dart_plan(settings)
+    scope = {
+        "model": backend.model,
+        "params_id": params_key(params.as_dict()),
+        "verifier": VERIFIER,
+        "sources": sources,
+    }
+    summary = SampleSummary()
+    with VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool:
+        summary.verdicts.update(
+            verify_pending(store, settings, pool, progress)
+        )  # left by a killed run
+        for round_no in range(settings.dart.max_rounds + 1):
+            counters = store.stage("dart_counters", scope)
+            summary.difficulty = status(counters, plan)
+            store.replace_rows("difficulty", summary.difficulty)
+            todo = allocate(counters, plan)
+            if on_round:
+                on_round(round_no, summary.difficulty)
+            if todo.height == 0 or round_no == settings.dart.max_rounds:
+                break
+            summary.rounds += 1
+            _sample_round(
+                store, backend, params, todo, summary, progress, settings.teacher.commit_every
+            )
+            summary.verdicts.update(verify_pending(store, settings, pool, progress))
+    return summary
+
+
+def _sample_round(
+    store, backend, params, todo: pl.DataFrame, summary: SampleSummary, progress, commit_every: int
+) -> None:
+    texts = dict(
+        store.stage("problems_for_sampling", {"ids": todo["problem_id"].to_list()}).iter_rows()
+    )
+    advance = (
+        progress(f"sampling round {summary.rounds}", int(todo["n"].sum())) if progress else None
+    )
+    rows = list(todo.iter_rows(named=True))
+    for offset in range(0, len(rows), commit_every):
+        chunk = rows[offset : offset + commit_every]
+        requests = [
+            Request(
+                backend.render(texts[r["problem_id"]], params.template),
+                r["n"],
+                request_seed(params.seed, r["problem_id"], r["first_index"]),
+            )
+            for r in chunk
+        ]
+        results = backend.generate(requests, params)
+        traces = []
+        for r, req, completions in zip(chunk, requests, results, strict=True):
+            for j, c in enumerate(completions):
+                index = r["first_index"] + j
+                traces.append(
+                    {
+                        "trace_id": trace_key(
+                            r["problem_id"], backend.model, params.as_dict(), index
+                        ),
+                        "problem_id": r["problem_id"],
+                        "model": backend.model,
+                        "params_id": params_key(params.as_dict()),
+                        "params": json.dumps(params.as_dict()),
+                        "sample_index": index,
+                        "prompt": req.prompt,
+                        "completion": c.text,
+                        "finish_reason": c.finish_reason,
+                        "prompt_tokens": c.prompt_tokens,
+                        "completion_tokens": c.completion_tokens,
+                        "latency_s": c.latency_s,
+                        "origin": "sampled",
+                    }
+                )
+                summary.completion_tokens += c.completion_tokens or 0
+        written = store.insert_new("traces", pl.DataFrame(traces, infer_schema_length=None))
+        summary.traces += written.inserted
+        summary.requests += len(requests)
+        if advance:
+            advance(sum(len(c) for c in results))
