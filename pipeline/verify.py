@@ -44,6 +44,9 @@ _ANSWER_IS = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?([^\n$]{1,200}?)\$?\s*(?:\.|\n|$)",
     re.IGNORECASE,
 )
+# dunders, string quotes, keywords and method calls: program text, not mathematics
+# (a lone ' stays allowed: f'(x) is a derivative)
+_CODE = re.compile(r"__|[\"`]|\bimport\b|\blambda\b|[A-Za-z_]\w*\.[A-Za-z_]\w*\(")
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
@@ -51,9 +54,10 @@ def extract_answer(text: str, fallback: str = "last_number") -> str | None:
     """The final answer of a completion: the last ``\\boxed{}`` (balanced
     braces), else an "answer is ..." phrase, else ``fallback`` ("last_number"
     or "none")."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip() or None
+    if "\\boxed" in text or "\\fbox" in text:
+        # a box that does not close is a malformed answer, not a cue to go fishing for numbers
+        boxed = last_boxed(text)
+        return boxed.strip() or None if boxed is not None else None
     # look only at the tail: the phrase belongs at the end, and a 1 MB string
     # must not cost a regex scan of all of it
     tail = text[-4000:]
@@ -77,7 +81,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # correct / wrong / timeout / error
+    status: str  # correct / wrong / no_answer / timeout / error
     seconds: float
     detail: str | None = None
 
@@ -104,8 +108,8 @@ def check_one(check: Check) -> tuple[str, str | None]:
     if not gold:
         return "error", "gold answer does not parse"
     pred = _parse(check.answer)
-    if not pred:
-        return "wrong", "answer does not parse"
+    if not pred:  # nothing usable was said: not a wrong answer, no answer
+        return "no_answer", "answer does not parse"
     return ("correct" if verify(gold, pred, timeout_seconds=None) else "wrong"), None
 
 
@@ -275,6 +279,8 @@ def verdict_rows(
                 extracted=extracted[:200],
                 detail=f"answer of {len(extracted)} chars",
             )
+        elif _CODE.search(extracted):
+            row.update(status="no_answer", detail="looks like code, not a math answer")
         else:
             row["status"] = None
             pooled.append(len(rows))

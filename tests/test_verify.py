@@ -6,7 +6,7 @@ import time
 import polars as pl
 import pytest
 
-from pipeline.verify import Check, VerifyPool, extract_answer, verdict_rows
+from pipeline.verify import VerifyPool, extract_answer, verdict_rows
 from tests.conftest import GSM8K, MATH500
 
 
@@ -64,27 +64,39 @@ def test_statuses_and_dedupe():
 
 def test_pathological_answers_cannot_stall_the_pool():
     timeout = 2.0
-    bad = [
-        Check("1", "(" * 3000 + "1" + ")" * 3000),  # 3,000 nested parentheses
-        Check("2", "2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}"),  # a tower of powers
-        Check("3", "x" * 1_000_000),  # a 1 MB answer
-        Check("4", "\\frac{1}{2"),  # unbalanced braces
-        Check("5", "__import__('os').system('touch /tmp/pitfall-pwned')"),  # looks like Python
-    ]
-    good = [Check(str(i), str(i)) for i in range(20)] + [Check("\\frac{1}{2}", "0.5")]
+    bad = frame(
+        [
+            ("nested", "\\boxed{" + "(" * 3000 + "1" + ")" * 3000 + "}", "stop", "1"),
+            ("tower", "\\boxed{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}", "stop", "2"),
+            ("huge", "\\boxed{" + "x" * 1_000_000 + "}", "stop", "3"),
+            ("unbalanced", "so \\boxed{\\frac{1}{2 and 7", "stop", "4"),
+            (
+                "python",
+                "The answer is __import__('os').system('touch /tmp/pitfall-pwned')",
+                "stop",
+                "5",
+            ),
+        ]
+    )
+    good = frame([(f"g{i}", f"so \\boxed{{{i}}}", "stop", str(i)) for i in range(20)])
     with VerifyPool(workers=2, timeout_s=timeout) as pool:
         t0 = time.monotonic()
-        out = pool.run(bad + good)
+        out = verdict_rows(pl.concat([bad, good]), pool)
         elapsed = time.monotonic() - t0
         workers = [p for p, _ in pool._procs]
         assert all(p.is_alive() for p in workers)
     assert not any(p.is_alive() for p in workers)  # nothing left hanging after close
-    for check, o in zip(bad, out[: len(bad)], strict=True):
-        assert o.status in ("timeout", "error", "wrong"), (check.answer[:40], o)
-        assert o.seconds <= timeout + 2.0
-    assert [o.status for o in out[len(bad) :]] == ["correct"] * len(good)
-    # at most the 3 slow ones take the full timeout, two at a time
-    assert elapsed < 2 * timeout + 5
+    status = dict(zip(out["trace_id"], out["status"], strict=True))
+    assert {k: status[k] for k in bad["trace_id"]} == {
+        "nested": "no_answer",
+        "tower": "timeout",
+        "huge": "no_answer",
+        "unbalanced": "no_answer",
+        "python": "no_answer",
+    }
+    assert (out.filter(pl.col("trace_id").str.starts_with("g"))["status"] == "correct").all()
+    assert (out["seconds"] <= timeout + 2.0).all()
+    assert elapsed < 2 * timeout + 5  # the two slow ones, side by side, and the rest
     assert not os.path.exists("/tmp/pitfall-pwned")  # model text is never run as code
 
 
