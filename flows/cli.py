@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +27,7 @@ from flows.sample import run_sampling, verify_pending
 from flows.traces import import_records
 from pipeline.backends import make_backend
 from pipeline.config import ConfigError, Settings, load_settings
-from pipeline.ingest import PRESETS, column_map
+from pipeline.ingest import PRESETS, ColumnMap, column_map
 from pipeline.readers import FORMATS, Record, SourceError, read_file, read_hf
 from pipeline.sqlfiles import canned_queries
 from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
@@ -126,6 +126,31 @@ def _counting(records: Iterable[Record], label: str) -> Iterator[Record]:
             yield rec
 
 
+def _columns(preset, problem_col, answer_col, solution_col, id_col) -> ColumnMap:
+    try:
+        return column_map(
+            preset.value if preset else None,
+            problem=problem_col,
+            answer=answer_col,
+            solution=solution_col,
+            id=id_col,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+
+def _sources(
+    files, hf, split, hf_config, fmt, source
+) -> list[tuple[str, Callable[[], Iterable[Record]]]]:
+    """(name, open) per input; opening is deferred so a bad file fails inside the run."""
+    if not files and not hf:
+        raise _fail("give files or --hf DATASET", BAD_INPUT)
+    sources = [(source or source_name(f), lambda f=f: read_file(f, fmt)) for f in files or []]
+    if hf:
+        sources.append((source or hf, lambda: read_hf(hf, split, hf_config)))
+    return sources
+
+
 # ------------------------------------------------------------------- ingest
 
 
@@ -189,24 +214,8 @@ def ingest(
     decode) go to the quarantine table with their reason; they never stop the run.
     """
     settings = _settings(ctx)
-    if not files and not hf:
-        raise _fail("give problem files or --hf DATASET", BAD_INPUT)
-    try:
-        columns = column_map(
-            preset.value if preset else None,
-            problem=problem_col,
-            answer=answer_col,
-            solution=solution_col,
-            id=id_col,
-        )
-    except ValueError as exc:
-        raise _fail(str(exc), BAD_INPUT) from None
-
-    sources: list[tuple[str, Any]] = [
-        (source or source_name(f), lambda f=f: read_file(f, fmt)) for f in files or []
-    ]
-    if hf:
-        sources.append((source or hf, lambda: read_hf(hf, split, hf_config)))
+    columns = _columns(preset, problem_col, answer_col, solution_col, id_col)
+    sources = _sources(files, hf, split, hf_config, fmt, source)
 
     summaries: list[IngestSummary] = []
     with _open_writer(settings, "ingest") as store:
@@ -305,21 +314,8 @@ def import_traces(
     correct vs first incorrect per problem) then needs no sampling.
     """
     settings = _settings(ctx)
-    if not files and not hf:
-        raise _fail("give files or --hf DATASET", BAD_INPUT)
-    try:
-        columns = column_map(
-            preset.value if preset else None,
-            problem=problem_col,
-            answer=answer_col,
-            solution=solution_col,
-            id=id_col,
-        )
-    except ValueError as exc:
-        raise _fail(str(exc), BAD_INPUT) from None
-    sources = [(source or source_name(f), lambda f=f: read_file(f, fmt)) for f in files or []]
-    if hf:
-        sources.append((source or hf, lambda: read_hf(hf, split, hf_config)))
+    columns = _columns(preset, problem_col, answer_col, solution_col, id_col)
+    sources = _sources(files, hf, split, hf_config, fmt, source)
     table = Table(
         "source",
         "problems new",
