@@ -390,7 +390,7 @@ def _print_verdicts(counts) -> None:
 def verify(
     ctx: typer.Context,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: [verify] workers).")
+        int | None, typer.Option(help="Worker processes (default: \\[verify] workers).")
     ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds per item before its worker is killed.")
@@ -423,10 +423,11 @@ def verify(
 def sample(
     ctx: typer.Context,
     backend: Annotated[
-        str | None, typer.Option(help="vllm | openai | transformers (default: [teacher] backend).")
+        str | None,
+        typer.Option(help="vllm | openai | transformers (default: \\[teacher] backend)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model path or name (default: [teacher] model).")
+        str | None, typer.Option(help="Model path or name (default: \\[teacher] model).")
     ] = None,
     strategy: Annotated[
         str | None, typer.Option(help="DART strategy: fixed | uniform | prop2diff.")
