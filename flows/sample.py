@@ -111,6 +111,8 @@ def _sample_round(
         progress(f"sampling round {summary.rounds}", int(todo["n"].sum())) if progress else None
     )
     rows = list(todo.iter_rows(named=True))
+    spec = params.as_dict()
+    params_id, params_json = params_key(spec), json.dumps(spec)
     for offset in range(0, len(rows), commit_every):
         chunk = rows[offset : offset + commit_every]
         requests = [
@@ -128,13 +130,11 @@ def _sample_round(
                 index = r["first_index"] + j
                 traces.append(
                     {
-                        "trace_id": trace_key(
-                            r["problem_id"], backend.model, params.as_dict(), index
-                        ),
+                        "trace_id": trace_key(r["problem_id"], backend.model, spec, index),
                         "problem_id": r["problem_id"],
                         "model": backend.model,
-                        "params_id": params_key(params.as_dict()),
-                        "params": json.dumps(params.as_dict()),
+                        "params_id": params_id,
+                        "params": params_json,
                         "sample_index": index,
                         "prompt": req.prompt,
                         "completion": c.text,

@@ -19,7 +19,7 @@ import contextlib
 import multiprocessing as mp
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing.connection import Connection, wait
@@ -151,7 +151,6 @@ class VerifyPool:
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["math_verify", "sympy", "pipeline.verify"])
         self._procs: list[tuple[mp.Process, Connection]] = []
-        self.killed = 0
 
     def __enter__(self) -> VerifyPool:
         self._procs = [self._spawn() for _ in range(self.workers)]
@@ -244,13 +243,7 @@ class VerifyPool:
         proc.kill()
         proc.join()
         conn.close()
-        self.killed += 1
         self._procs[slot] = self._spawn()
-
-
-def verify_sequential(checks: Iterable[Check]) -> list[str]:
-    """The plain loop the pool is measured against (bench/verify_throughput.py)."""
-    return [check_one(c)[0] for c in checks]
 
 
 def verdict_rows(
