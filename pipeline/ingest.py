@@ -31,6 +31,8 @@ class ColumnMap:
     answer_from: Callable[[str], str | None] | None = None  # applied to the answer column
     answer_from_solution: Callable[[str], str | None] | None = None  # when `answer` is missing
     solution_from: Callable[[str], str] | None = None  # applied to the solution column
+    # process-labelled sets (ProcessBench) have no gold answer: NULL, not a bad row
+    answer_optional: bool = False
 
 
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
@@ -61,6 +63,8 @@ PRESETS: dict[str, ColumnMap] = {
     ),
     # NuminaMath-style: problem / solution with a boxed answer
     "numina": ColumnMap("problem", None, "solution", None, answer_from_solution=last_boxed),
+    # ProcessBench: problem / steps / label, no gold answer
+    "processbench": ColumnMap("problem", None, None, "id", answer_optional=True),
 }
 
 
@@ -154,28 +158,29 @@ def problem_row(row: dict, source: str, cols: ColumnMap, limits: IngestLimits) -
             answer = extracted
     if answer is None and cols.answer_from_solution and solution:
         answer = cols.answer_from_solution(solution)
-    if answer is None:
+    if answer is None and not cols.answer_optional:
         wanted = cols.answer or f"a boxed answer in {cols.solution!r}"
         raise BadRow(f"missing answer ({wanted})")
 
     problem = normalize_text(problem)
-    answer = normalize_answer(answer)
     if not problem:
         raise BadRow(f"empty problem ({cols.problem!r})")
-    if not answer:
-        raise BadRow(f"empty answer ({cols.answer or 'boxed'!r})")
+    if answer is not None:
+        answer = normalize_answer(answer)
+        if not answer:
+            raise BadRow(f"empty answer ({cols.answer or 'boxed'!r})")
     if len(problem) > limits.max_problem_chars:
         raise BadRow(
             f"problem is {len(problem)} chars, over the limit of {limits.max_problem_chars}"
         )
-    if len(answer) > limits.max_answer_chars:
+    if answer is not None and len(answer) > limits.max_answer_chars:
         raise BadRow(f"answer is {len(answer)} chars, over the limit of {limits.max_answer_chars}")
 
     used = {c for c in (cols.problem, cols.answer, cols.solution, cols.id) if c}
     meta = {k: v for k, v in row.items() if k not in used}
     source_id = row.get(cols.id) if cols.id else None
     return {
-        "problem_id": problem_key(problem, answer),
+        "problem_id": problem_key(problem, answer or ""),
         "problem": problem,
         "answer": answer,
         "solution": normalize_text(solution) if solution else None,

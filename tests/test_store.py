@@ -44,7 +44,7 @@ def test_new_store_has_every_design_table_with_a_primary_key(store_path):
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'"
         )
-        assert store.schema_version() == 1
+        assert store.schema_version() == 3
     tables = set(keys["table_name"])
     assert tables >= DESIGN_TABLES
     assert all(len(cols) == 1 for cols in keys["constraint_column_names"])
@@ -179,9 +179,9 @@ def test_lock_of_a_killed_writer_is_released(store_path):
 def test_older_store_upgrades_without_loss(store_path):
     with Store.writer(store_path, command="v1") as store:
         store.insert_new("problems", problems(5))
-    add_column = Migration(2, "problem_tags", "ALTER TABLE problems ADD COLUMN tags VARCHAR[];")
+    add_column = Migration(90, "problem_tags", "ALTER TABLE problems ADD COLUMN tags VARCHAR[];")
     with Store.writer(store_path, command="v2", extra_migrations=[add_column]) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == 90
         cols = store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'problems'")
         assert "tags" in cols["column_name"].to_list()
         assert store.query("SELECT count(*) AS n FROM problems")["n"][0] == 5
@@ -189,18 +189,22 @@ def test_older_store_upgrades_without_loss(store_path):
     with Store.writer(store_path, command="v2 again", extra_migrations=[add_column]) as store:
         assert store.query("SELECT version, name FROM schema_version ORDER BY 1").rows() == [
             (1, "schema"),
-            (2, "problem_tags"),
+            (2, "optional_gold"),
+            (3, "sft_selection"),
+            (90, "problem_tags"),
         ]
 
 
 def test_failed_migration_leaves_the_store_as_it_was(store_path):
     with Store.writer(store_path, command="v1") as store:
         store.insert_new("problems", problems(2))
-    broken = Migration(2, "broken", "ALTER TABLE problems ADD COLUMN x INT; SELECT * FROM nowhere;")
+    broken = Migration(
+        90, "broken", "ALTER TABLE problems ADD COLUMN x INT; SELECT * FROM nowhere;"
+    )
     with pytest.raises(duckdb.Error):
         Store.writer(store_path, command="v2", extra_migrations=[broken])
     with Store.writer(store_path, command="after") as store:
-        assert store.schema_version() == 1
+        assert store.schema_version() == 3
         cols = store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'problems'")
         assert "x" not in cols["column_name"].to_list()
 

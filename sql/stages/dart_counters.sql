@@ -8,6 +8,7 @@ LEFT JOIN traces t
        ON t.problem_id = p.problem_id AND t.model = $model AND t.params_id = $params_id
 LEFT JOIN verdicts v
        ON v.trace_id = t.trace_id AND v.verifier = $verifier
-WHERE len($sources) = 0 OR list_contains($sources, p.source)
+WHERE p.answer IS NOT NULL  -- no gold, nothing to sample for
+  AND (len($sources) = 0 OR list_contains($sources, p.source))
 GROUP BY p.problem_id
 ORDER BY p.problem_id;
