@@ -1,4 +1,8 @@
-"""The `pitfall` command line."""
+"""The `pitfall` command line: data in (ingest, import-traces), sample, verify, sql, stats.
+
+Shared plumbing is in ``flows/cli_common.py``; the curation commands (segment,
+localize, negatives, reweight) are in ``flows/cli_curate.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,11 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import (
-    BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
@@ -22,92 +24,29 @@ from rich.progress import (
 )
 from rich.table import Table
 
+import flows.cli_curate  # noqa: F401  (registers its commands on the app)
+from flows.cli_common import (
+    BAD_INPUT,
+    _bars,
+    _fail,
+    _open_reader,
+    _open_writer,
+    _progress_factory,
+    _rich_table,
+    _settings,
+    app,
+    err,
+    out,
+)
 from flows.ingest import IngestSummary, ingest_records, source_name
 from flows.sample import run_sampling, verify_pending
 from flows.traces import import_records
 from pipeline.backends import make_backend
-from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.ingest import PRESETS, ColumnMap, column_map
 from pipeline.readers import FORMATS, Record, SourceError, read_file, read_hf
 from pipeline.sqlfiles import canned_queries
-from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
+from pipeline.store import StoreError
 from pipeline.verify import STATUSES, VERIFIER, VerifyPool
-
-app = typer.Typer(
-    name="pitfall",
-    help="Curate post-training data from a teacher's successes [bold]and[/bold] its mistakes.\n\n"
-    "Stages write to one DuckDB trace store; query it with [cyan]pitfall sql[/cyan].",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
-
-# exit codes
-BAD_INPUT = 2
-LOCKED = 3
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-@app.callback()
-def main(
-    ctx: typer.Context,
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            "--store",
-            envvar="PITFALL_STORE",
-            help="Trace store file (DuckDB). Default: store.path in the config, data/store/pitfall.duckdb.",
-            show_default=False,
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            envvar="PITFALL_CONFIG",
-            help="Settings file (TOML). Default: ./pitfall.toml when it exists. "
-            "PITFALL_SECTION__KEY variables override it; flags override both.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    overrides: dict[str, Any] = {"store": {"path": store}} if store else {}
-    try:
-        ctx.obj = load_settings(config, overrides)
-    except ConfigError as exc:
-        raise _fail(str(exc), BAD_INPUT) from None
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj
-
-
-def _open_writer(settings: Settings, command: str) -> Store:
-    try:
-        return Store.writer(
-            settings.store.path,
-            command=command,
-            config=settings.model_dump(mode="json"),
-            open_timeout_s=settings.store.open_timeout_s,
-            batch_rows=settings.store.batch_rows,
-        )
-    except StoreLocked as exc:
-        raise _fail(str(exc), LOCKED) from None
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _open_reader(settings: Settings) -> Store:
-    try:
-        return Store.reader(settings.store.path, open_timeout_s=settings.store.open_timeout_s)
-    except StoreMissing as exc:
-        raise _fail(str(exc), BAD_INPUT) from None
 
 
 def _counting(records: Iterable[Record], label: str) -> Iterator[Record]:
@@ -278,9 +217,27 @@ def import_traces(
             "verifier 'imported:COL'. Repeatable."
         ),
     ] = None,
+    steps_col: Annotated[
+        str | None,
+        typer.Option(
+            help="Column holding one generation as a list of steps (ProcessBench: steps); "
+            "the steps are kept as given. Replaces --generations-col."
+        ),
+    ] = None,
+    label_col: Annotated[
+        str | None,
+        typer.Option(
+            help="Column with the first wrong step (-1: none; ProcessBench: label) or per-step "
+            "ratings (PRM800K-style, the first negative one); stored as method 'annotated'."
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(help="Model name recorded with the traces (default: imported:SOURCE)."),
+    ] = None,
+    model_col: Annotated[
+        str | None,
+        typer.Option(help="Column naming the model of each row (ProcessBench: generator)."),
     ] = None,
     hf: Annotated[
         str | None,
@@ -292,7 +249,8 @@ def import_traces(
         typer.Option("--config", "--hf-config", help="Configuration of the --hf dataset."),
     ] = None,
     preset: Annotated[
-        Preset | None, typer.Option(help="Column layout, as for `pitfall ingest`.")
+        Preset | None,
+        typer.Option(help="Column layout, as for `pitfall ingest` (processbench: no gold answer)."),
     ] = None,
     problem_col: Annotated[str | None, typer.Option(help="Column with the problem text.")] = None,
     answer_col: Annotated[str | None, typer.Option(help="Column with the gold answer.")] = None,
@@ -312,6 +270,9 @@ def import_traces(
     Each source row is a problem with one completion or a list of them, e.g.
     OpenR1-Math-Raw. Run `pitfall verify` afterwards; REDI's recipe (first
     correct vs first incorrect per problem) then needs no sampling.
+
+    ProcessBench: --preset processbench --steps-col steps --label-col label
+    --correctness-col final_answer_correct --model-col generator.
     """
     settings = _settings(ctx)
     columns = _columns(preset, problem_col, answer_col, solution_col, id_col)
@@ -322,6 +283,8 @@ def import_traces(
         "traces new",
         "traces skipped",
         "verdicts new",
+        "steps new",
+        "labels new",
         "quarantined",
         title=f"import-traces into {settings.store.path}",
         title_justify="left",
@@ -338,6 +301,9 @@ def import_traces(
                     model or f"imported:{name}",
                     tuple(correctness_col or ()),
                     settings,
+                    steps_col=steps_col,
+                    label_col=label_col,
+                    model_col=model_col,
                 )
             except SourceError as exc:
                 raise _fail(str(exc), BAD_INPUT) from None
@@ -350,33 +316,13 @@ def import_traces(
                         s.traces_new,
                         s.traces_skipped,
                         s.verdicts_new,
+                        s.steps_new,
+                        s.labels_new,
                         s.quarantined,
                     )
                 ),
             )
     out.print(table)
-
-
-# ------------------------------------------------------------ verify / sample
-
-
-def _progress_factory(progress: Progress):
-    def start(label: str, total: int | None):
-        task = progress.add_task(label, total=total)
-        return lambda n: progress.advance(task, n)
-
-    return start
-
-
-def _bars() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    )
 
 
 def _print_verdicts(counts) -> None:
@@ -616,24 +562,6 @@ def _flat(df: pl.DataFrame) -> pl.DataFrame:
         pl.Series(c, [json.dumps(v, default=str) for v in df[c].to_list()], pl.String)
         for c in nested
     )
-
-
-def _rich_table(df: pl.DataFrame, limit: int) -> Table:
-    shown = df if limit <= 0 else df.head(limit)
-    table = Table(
-        *df.columns,
-        caption=f"{df.height} rows"
-        + (f", first {limit} shown" if shown.height < df.height else ""),
-    )
-    for row in shown.iter_rows():
-        table.add_row(*(_cell(v) for v in row))
-    return table
-
-
-def _cell(value: Any, width: int = 80) -> str:
-    text = "NULL" if value is None else str(value)
-    text = text.replace("\n", "⏎")
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -------------------------------------------------------------------- stats

@@ -20,6 +20,8 @@ class ImportSummary:
     traces_skipped: int
     verdicts_new: int
     quarantined: int
+    steps_new: int = 0
+    labels_new: int = 0
 
 
 def import_records(
@@ -31,12 +33,29 @@ def import_records(
     model: str,
     correctness_cols: tuple[str, ...],
     settings: Settings,
+    *,
+    steps_col: str | None = None,
+    label_col: str | None = None,
+    model_col: str | None = None,
 ) -> ImportSummary:
     limits = IngestLimits(settings.problems.max_problem_chars, settings.problems.max_answer_chars)
-    got = to_traces(records, source, columns, generations_col, model, correctness_cols, limits)
+    got = to_traces(
+        records,
+        source,
+        columns,
+        generations_col,
+        model,
+        correctness_cols,
+        limits,
+        steps_col=steps_col,
+        label_col=label_col,
+        model_col=model_col,
+    )
     problems = store.insert_new("problems", got.problems)
     traces = store.insert_new("traces", got.traces)
     verdicts = store.insert_new("verdicts", got.verdicts)
+    steps = store.insert_new("steps", got.steps)
+    labels = store.insert_new("first_errors", got.first_errors)
     store.insert_new("quarantine", got.quarantine)
     return ImportSummary(
         source,
@@ -45,4 +64,6 @@ def import_records(
         traces.skipped,
         verdicts.inserted,
         got.quarantine.height,
+        steps.inserted,
+        labels.inserted,
     )

@@ -5,6 +5,12 @@ of them (``generations``); optional per-generation correctness lists (e.g.
 ``correctness_math_verify``) come along as verdicts of a verifier named after
 the column. That is enough for REDI's own recipe (first correct vs first
 incorrect generation) without sampling anything.
+
+Process-labelled sets come along too: ``steps_col`` names a column holding one
+generation as a list of steps (kept exactly as given, joined by blank lines),
+and ``label_col`` its first wrong step (an int, -1 for none, as ProcessBench)
+or per-step ratings (PRM800K-style -1/0/1, the first -1 is the first error).
+Those labels become ``first_errors`` rows of method ``annotated``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pipeline.ingest import (
 )
 from pipeline.keys import content_key, params_key, trace_key
 from pipeline.readers import Record
+from pipeline.segment import STEP_SCHEMA, given_steps, step_rows
 
 TRACE_SCHEMA = {
     "trace_id": pl.String,
@@ -47,6 +54,20 @@ VERDICT_SCHEMA = {
     "verifier": pl.String,
     "status": pl.String,
 }
+FIRST_ERROR_SCHEMA = {
+    "first_error_id": pl.String,
+    "trace_id": pl.String,
+    "method": pl.String,
+    "first_error": pl.Int32,
+    "n_rollouts": pl.Int32,
+    "rollout_tokens": pl.Int64,
+    "detail": pl.String,
+}
+ANNOTATED = "annotated"
+
+
+def first_error_key(trace_id: str, method: str) -> str:
+    return content_key("first_error", trace_id, method)
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,8 @@ class Imported:
     traces: pl.DataFrame
     verdicts: pl.DataFrame
     quarantine: pl.DataFrame
+    steps: pl.DataFrame
+    first_errors: pl.DataFrame
 
 
 def to_traces(
@@ -65,10 +88,17 @@ def to_traces(
     model: str,
     correctness_cols: tuple[str, ...] = (),
     limits: IngestLimits = IngestLimits(),
+    *,
+    steps_col: str | None = None,
+    label_col: str | None = None,
+    model_col: str | None = None,
 ) -> Imported:
     params = {"origin": "imported", "source": source}
     pid_params = params_key(params)
-    problems, traces, verdicts, bad = [], [], [], []
+    problems, traces, verdicts, bad, steps, labels_out = [], [], [], [], [], []
+    # a problem can come back in later rows (ProcessBench: one row per generator):
+    # its generations are numbered on, so every row keeps its own traces
+    seen: dict[str, int] = {}
     for rec in records:
         if rec.row is None:
             bad.append(
@@ -77,19 +107,45 @@ def to_traces(
             continue
         try:
             problem = problem_row(rec.row, source, columns, limits)
-            generations = _generations(rec.row, generations_col)
+            if steps_col:
+                given = _step_list(rec.row, steps_col)
+                generations = [given_steps(given)[0]]
+            else:
+                generations = _generations(rec.row, generations_col)
             labels = {c: _labels(rec.row, c, len(generations)) for c in correctness_cols}
+            annotation = (
+                _first_error_label(rec.row, label_col, len(given) if steps_col else None)
+                if label_col
+                else None
+            )
+            row_model = _model_name(rec.row, model_col) if model_col else model
         except BadRow as exc:
             bad.append(quarantine_row("import", source, rec.locator, str(exc), raw_text(rec.row)))
             continue
         problems.append(problem)
-        for i, text in enumerate(generations):
-            tid = trace_key(problem["problem_id"], model, params, i)
+        first = seen.get(problem["problem_id"], 0)
+        seen[problem["problem_id"]] = first + len(generations)
+        for i, text in enumerate(generations, start=first):
+            tid = trace_key(problem["problem_id"], row_model, params, i)
+            if steps_col:
+                steps.extend(step_rows(tid, text, given_steps(given)[1]))
+            if annotation is not None:
+                labels_out.append(
+                    {
+                        "first_error_id": first_error_key(tid, ANNOTATED),
+                        "trace_id": tid,
+                        "method": ANNOTATED,
+                        "first_error": annotation,
+                        "n_rollouts": 0,
+                        "rollout_tokens": 0,
+                        "detail": json.dumps({"column": label_col}),
+                    }
+                )
             traces.append(
                 {
                     "trace_id": tid,
                     "problem_id": problem["problem_id"],
-                    "model": model,
+                    "model": row_model,
                     "params_id": pid_params,
                     "params": json.dumps(params),
                     "sample_index": i,
@@ -100,14 +156,14 @@ def to_traces(
                 }
             )
             for col, marks in labels.items():
-                if marks[i] is not None:
+                if marks[i - first] is not None:
                     verifier = f"imported:{col}"
                     verdicts.append(
                         {
                             "verdict_id": content_key("verdict", tid, verifier),
                             "trace_id": tid,
                             "verifier": verifier,
-                            "status": "correct" if marks[i] else "wrong",
+                            "status": "correct" if marks[i - first] else "wrong",
                         }
                     )
     return Imported(
@@ -115,6 +171,8 @@ def to_traces(
         pl.DataFrame(traces, schema=TRACE_SCHEMA),
         pl.DataFrame(verdicts, schema=VERDICT_SCHEMA),
         pl.DataFrame(bad, schema=QUARANTINE_SCHEMA),
+        pl.DataFrame(steps, schema=STEP_SCHEMA),
+        pl.DataFrame(labels_out, schema=FIRST_ERROR_SCHEMA),
     )
 
 
@@ -132,10 +190,46 @@ def _generations(row: dict, col: str) -> list[str]:
     return items
 
 
+def _step_list(row: dict, col: str) -> list[str]:
+    value = row.get(col)
+    if not isinstance(value, list) or not value:
+        raise BadRow(f"steps column {col!r} must hold a non-empty list of text")
+    if not all(isinstance(s, str) and s.strip() for s in value):
+        raise BadRow(f"steps column {col!r} has an empty or non-text step")
+    return value
+
+
+def _first_error_label(row: dict, col: str, n_steps: int | None) -> int | None:
+    """An int label (-1: no error) or per-step ratings (first negative rating)."""
+    value = row.get(col)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(r, int | float) and not isinstance(r, bool) for r in value):
+            raise BadRow(f"label column {col!r}: step ratings must be numbers")
+        label = next((i for i, r in enumerate(value) if r < 0), -1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        label = value
+    else:
+        raise BadRow(f"label column {col!r} holds {type(value).__name__}, not a step index")
+    if label < -1 or (n_steps is not None and label >= n_steps):
+        raise BadRow(f"label {label} is not -1 or a step index (0..{(n_steps or 1) - 1})")
+    return label
+
+
+def _model_name(row: dict, col: str) -> str:
+    value = row.get(col)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRow(f"model column {col!r} must hold a name")
+    return value
+
+
 def _labels(row: dict, col: str, n: int) -> list[Any]:
     value = row.get(col)
     if value is None:
         return [None] * n
+    if n == 1 and isinstance(value, bool):  # one generation, one flag (ProcessBench)
+        return [value]
     if (
         not isinstance(value, list)
         or len(value) != n
