@@ -105,15 +105,67 @@ class DartSettings(Section):
     )
 
 
+class SegmentSettings(Section):
+    mode: Literal["blank", "markers"] = Field(
+        "blank", description="blank: paragraphs between blank lines; markers: 'Step k:' lines"
+    )
+    min_chars: int = Field(10, ge=0, description="shorter fragments join their neighbour")
+    max_steps: int = Field(
+        32, gt=0, description="longer traces are cut into this many pieces of similar length"
+    )
+
+
 class LocalizeSettings(Section):
     method: Literal["mc-binary", "mc-linear", "prm", "judge", "annotated", "consensus"] = (
         "mc-binary"
     )
     k: int = Field(8, gt=0, description="rollouts per probed prefix (OmegaPRM uses 8)")
+    alive_threshold: int = Field(
+        1, gt=0, description="a prefix is alive when this many of its k rollouts are correct"
+    )
+    # the rollout policy; unset: the teacher's backend, model and sampling settings
+    backend: Literal["vllm", "openai", "transformers"] | None = None
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, gt=0)
+    seed: int = Field(0, description="base seed of rollout and critic requests")
+    # judge (the LLM critic; unset model: the policy's)
+    judge_model: str | None = None
+    judge_n: int = Field(4, gt=0, description="critic samples per trace, majority vote")
+    judge_max_tokens: int = Field(256, gt=0)
+    judge_temperature: float = Field(0.7, ge=0)
+    # prm
+    prm_model: str | None = None
+    prm_separator: str = Field(
+        "<extra_0>", description="token between steps (Qwen2.5-Math-PRM: <extra_0>)"
+    )
+    prm_threshold: float = Field(0.5, gt=0, lt=1)
+    # consensus
+    consensus: list[str] = Field(
+        ["mc-binary", "judge"], min_length=2, max_length=2, description="the two methods"
+    )
 
 
 class NegativesSettings(Section):
     kinds: list[Literal["outcome", "step", "first-pit", "stepwise"]] = ["outcome", "step"]
+    pairs_per_problem: int = Field(
+        1, gt=0, description="outcome: 1 = REDI's first correct vs first incorrect"
+    )
+    method: str | None = Field(
+        None, description="whose first errors step / first-pit pairs use; unset: [localize] method"
+    )
+
+
+class ReweightSettings(Section):
+    select: Literal["all", "uniform", "prop2diff"] = Field(
+        "all", description="correct traces kept per problem: all, k_u, or the prop2diff target"
+    )
+    weight: Literal["none", "fail_rate"] = Field(
+        "none", description="fail_rate: weights grow with the problem's fail rate, mean 1"
+    )
+    weight_floor: float = Field(
+        0.1, ge=0, description="fail_rate: added to every fail rate so easy problems keep some"
+    )
 
 
 class ExportSettings(Section):
@@ -150,8 +202,10 @@ class Settings(BaseSettings):
     teacher: TeacherSettings = TeacherSettings()
     verify: VerifySettings = VerifySettings()
     dart: DartSettings = DartSettings()
+    segment: SegmentSettings = SegmentSettings()
     localize: LocalizeSettings = LocalizeSettings()
     negatives: NegativesSettings = NegativesSettings()
+    reweight: ReweightSettings = ReweightSettings()
     export: ExportSettings = ExportSettings()
     train: TrainSettings = TrainSettings()
 

@@ -60,7 +60,7 @@ def vllm_teacher():
     llm = LLM(
         model=str(TEACHER),
         gpu_memory_utilization=0.15,
-        max_model_len=512,
+        max_model_len=1024,  # the critic's prompt (ProcessBench template + steps) is ~700 tokens
         dtype="float32",
         seed=0,
         enable_prefix_caching=True,

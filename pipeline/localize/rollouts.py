@@ -1,0 +1,117 @@
+"""Rollouts: continuations of a trace prefix by a policy, checked against the gold answer.
+
+A rollout is keyed by (trace, prefix length, policy, rollout index) and its
+seed derives from the same parts, so any method, rerun or resumed run that
+needs rollout i of a prefix finds it in the store instead of paying again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from pipeline.keys import content_key, params_key
+from pipeline.sampling import Backend, Request, SamplingParams, request_seed
+from pipeline.segment import prefix_text
+from pipeline.verify import VerifyPool, verdict_rows
+
+ROLLOUT_SCHEMA = {
+    "rollout_id": pl.String,
+    "trace_id": pl.String,
+    "prefix_len": pl.Int32,
+    "policy": pl.String,
+    "rollout_index": pl.Int32,
+    "completion": pl.String,
+    "finish_reason": pl.String,
+    "completion_tokens": pl.Int32,
+    "correct": pl.Boolean,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who continues prefixes: a backend and its sampling parameters."""
+
+    backend: Backend
+    params: SamplingParams
+
+    @property
+    def id(self) -> str:
+        return params_key({"model": self.backend.model, **self.params.as_dict()})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One trace under localization: what a rollout needs to continue and check it."""
+
+    trace_id: str
+    prompt: str
+    completion: str
+    starts: list[int]  # char offset of each step
+    answer: str
+
+
+@dataclass(frozen=True)
+class Rollout:
+    correct: bool
+    tokens: int
+
+
+def rollout_key(trace_id: str, prefix_len: int, policy: str, index: int) -> str:
+    return content_key("rollout", trace_id, prefix_len, policy, index)
+
+
+def generate_rollouts(
+    policy: Policy,
+    wanted: list[tuple[Target, int, int]],
+    pool: VerifyPool,
+    fallback: str = "last_number",
+) -> pl.DataFrame:
+    """Rows for the rollouts ``wanted`` as (target, prefix length, rollout index).
+
+    The answer is read from prefix + continuation (a rollout may just finish
+    the prefix's last line) and checked like any trace; a rollout cut at
+    max_tokens is not correct.
+    """
+    if not wanted:
+        return pl.DataFrame(schema=ROLLOUT_SCHEMA)
+    pid = policy.id
+    requests = [
+        Request(
+            t.prompt + prefix_text(t.completion, t.starts, p),
+            1,
+            request_seed(policy.params.seed, f"{t.trace_id}:{p}", i),
+        )
+        for t, p, i in wanted
+    ]
+    results = policy.backend.generate(requests, policy.params)
+    rows, checks = [], []
+    for (t, p, i), completions in zip(wanted, results, strict=True):
+        c = completions[0]
+        rid = rollout_key(t.trace_id, p, pid, i)
+        rows.append(
+            {
+                "rollout_id": rid,
+                "trace_id": t.trace_id,
+                "prefix_len": p,
+                "policy": pid,
+                "rollout_index": i,
+                "completion": c.text,
+                "finish_reason": c.finish_reason,
+                "completion_tokens": c.completion_tokens or 0,
+            }
+        )
+        checks.append(
+            {
+                "trace_id": rid,
+                "completion": prefix_text(t.completion, t.starts, p) + c.text,
+                "finish_reason": c.finish_reason,
+                "answer": t.answer,
+            }
+        )
+    verdicts = verdict_rows(pl.DataFrame(checks), pool, fallback)
+    correct = dict(zip(verdicts["trace_id"], verdicts["status"] == "correct", strict=True))
+    for row in rows:
+        row["correct"] = bool(correct[row["rollout_id"]])
+    return pl.DataFrame(rows, schema=ROLLOUT_SCHEMA)

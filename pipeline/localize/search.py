@@ -1,0 +1,129 @@
+"""Monte-Carlo first-error search over step prefixes (pure bookkeeping, no I/O).
+
+A prefix of length p keeps the first p steps of a trace. It is *alive* when at
+least ``threshold`` of its rollouts reach the gold answer. For a wrong trace
+the full prefix (p = M) is dead by its own outcome, so the first wrong step is
+the step that turns an alive prefix dead: ``first dead prefix - 1``.
+
+* :class:`LinearSearch` (Math-Shepherd) probes every prefix 1..M-1 with all k
+  rollouts: hard label = first dead prefix, soft value = share of successes.
+* :class:`BinarySearch` (OmegaPRM) keeps lo (alive) < hi (dead) and probes the
+  middle, O(k log M) rollouts. A probe stops drawing rollouts as soon as its
+  verdict is settled: alive at the ``threshold``-th success, dead when the
+  rollouts left could no longer reach it. Rollouts are drawn in index order
+  (1, 2, 4, ... at a time), so the verdict is exactly the one all k would give.
+
+When either search would blame step 0, it first probes the empty prefix: if
+the policy cannot solve the problem from scratch, the trace's first error is
+undetermined (None) rather than step 0. A correct trace gets -1 without a
+rollout. Searches ask for rollouts with :meth:`requests` -- (prefix, how many
+rollouts from index 0 it needs) -- and are fed with :meth:`observe`.
+"""
+
+from __future__ import annotations
+
+
+class _Search:
+    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
+        if threshold > k:
+            raise ValueError(f"alive threshold {threshold} exceeds k = {k} rollouts")
+        self.n_steps, self.k, self.threshold = n_steps, k, threshold
+        self.used: dict[int, int] = {}  # prefix -> rollouts its verdict rests on
+        self.done = not wrong
+        self.result: int | None = -1 if not wrong else None
+        self.root_probed = False
+
+    @property
+    def n_rollouts(self) -> int:
+        return sum(self.used.values())
+
+    def _settle(self, first_error: int) -> None:
+        """Finish with ``first_error``, unless it is step 0 and the root is unchecked."""
+        if first_error == 0 and not self.root_probed:
+            self.root_probed = True
+            self._probing_root()
+            return
+        self.result, self.done = first_error, True
+
+    def _root_verdict(self, alive: bool) -> None:
+        self.result, self.done = (0 if alive else None), True
+
+    def _probing_root(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class BinarySearch(_Search):
+    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
+        super().__init__(n_steps, k, threshold, wrong)
+        self.lo, self.hi = 0, n_steps
+        self.probe: int | None = None
+        self.outcomes: list[bool] = []
+        if not self.done:
+            self._advance()
+
+    def requests(self) -> list[tuple[int, int]]:
+        if self.done:
+            return []
+        n = len(self.outcomes)
+        return [(self.probe, min(self.k, max(self.threshold, 2 * n)))]
+
+    def observe(self, prefix_len: int, outcomes: list[bool]) -> None:
+        if self.done or prefix_len != self.probe:
+            return
+        self.outcomes = list(outcomes)
+        wins, n = sum(outcomes), len(outcomes)
+        if wins >= self.threshold:
+            alive = True
+        elif wins + (self.k - n) < self.threshold:
+            alive = False
+        else:
+            return  # undecided: more rollouts on the next request
+        self.used[prefix_len] = n
+        self.outcomes = []
+        if prefix_len == 0:
+            self._root_verdict(alive)
+            return
+        if alive:
+            self.lo = prefix_len
+        else:
+            self.hi = prefix_len
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.hi - self.lo > 1:
+            self.probe = (self.lo + self.hi) // 2
+        else:
+            self._settle(self.hi - 1)
+
+    def _probing_root(self) -> None:
+        self.probe = 0
+
+
+class LinearSearch(_Search):
+    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
+        super().__init__(n_steps, k, threshold, wrong)
+        self.values: dict[int, list[bool]] = {}
+        self.pending = set() if self.done else set(range(1, n_steps))
+        if not self.done and not self.pending:  # one step: it is the error
+            self._settle(0)
+
+    def requests(self) -> list[tuple[int, int]]:
+        return [] if self.done else [(p, self.k) for p in sorted(self.pending)]
+
+    def observe(self, prefix_len: int, outcomes: list[bool]) -> None:
+        if self.done or prefix_len not in self.pending or len(outcomes) < self.k:
+            return
+        outcomes = list(outcomes[: self.k])
+        self.values[prefix_len] = outcomes
+        self.used[prefix_len] = self.k
+        self.pending.discard(prefix_len)
+        if self.pending:
+            return
+        if prefix_len == 0:
+            self._root_verdict(sum(outcomes) >= self.threshold)
+            return
+        dead = [p for p in range(1, self.n_steps) if sum(self.values[p]) < self.threshold]
+        self._settle(dead[0] - 1 if dead else self.n_steps - 1)
+
+    def _probing_root(self) -> None:
+        self.pending = {0}
