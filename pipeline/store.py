@@ -286,6 +286,29 @@ class Store:
                 con.unregister("_incoming")
         return data.num_rows
 
+    def replace_where(self, table: str, column: str, value: str, rows: TableLike) -> int:
+        """Swap every row whose ``column`` equals ``value`` for ``rows``, in one
+        transaction (a recomputed slice such as one reweighting recipe)."""
+        if self.read_only:
+            raise StoreError("replace_where on a read-only store")
+        if column not in self._table_columns(table):
+            raise StoreError(f"{table} has no column {column!r}")
+        data = self._with_run_id(table, rows)
+        with self.connection() as con:
+            con.register("_incoming", data)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+                if data.num_rows:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("_incoming")
+        return data.num_rows
+
     def execute(self, sql: str, params: list | None = None) -> None:
         """A statement that changes the store (UPDATE of derived tables and the like)."""
         if self.read_only:

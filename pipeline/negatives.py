@@ -1,0 +1,259 @@
+"""Training signal from wrong traces: preference pairs and per-step values.
+
+Input is one frame of traces (``negative_sources.sql``: trace_id, problem_id,
+prompt, completion, sample_index, correct, starts, ends, step_texts,
+first_error), in sample order per problem. Pairs only ever join traces that
+share a prompt, so chosen and rejected continue the same text.
+
+* ``outcome`` (REDI / DPO): per problem the first correct and the first
+  incorrect trace; with m > 1, the i-th correct with the i-th incorrect.
+* ``step`` (Step-DPO): prompt = trace prompt + the prefix before the first
+  wrong step, rejected = that step, chosen = the first step of a rollout from
+  the same prefix that reached the gold answer, else the next step of a correct
+  trace sharing the prefix; skipped (and counted) when neither exists.
+* ``first-pit`` (Setlur et al.): chosen = a full correct solution, rejected =
+  the wrong trace cut after its first pit, the first step where the MC value
+  V_i (i steps kept; V_M = 0 for a wrong trace) drops to its minimum.
+* ``stepwise``: TRL stepwise supervision (prompt, completions = steps, labels =
+  the prefix through the step is alive) with values and advantages
+  A_i = V_{i+1} - V_i (0-based step i) in ``meta``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipeline.keys import content_key
+from pipeline.segment import segment
+
+PAIR_SCHEMA = {
+    "pair_id": pl.String,
+    "kind": pl.String,
+    "problem_id": pl.String,
+    "prompt": pl.String,
+    "chosen": pl.String,
+    "rejected": pl.String,
+    "chosen_trace_id": pl.String,
+    "rejected_trace_id": pl.String,
+    "meta": pl.String,
+}
+KINDS = ("outcome", "step", "first-pit", "stepwise")
+
+
+@dataclass
+class Built:
+    rows: list[dict] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=PAIR_SCHEMA)
+
+
+def _pair(kind, problem_id, prompt, chosen, rejected, chosen_id, rejected_id, meta, *key) -> dict:
+    return {
+        "pair_id": content_key("pair", kind, *key),
+        "kind": kind,
+        "problem_id": problem_id,
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_trace_id": chosen_id,
+        "rejected_trace_id": rejected_id,
+        "meta": json.dumps(meta),
+    }
+
+
+def _groups(traces: pl.DataFrame) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in traces.iter_rows(named=True):
+        groups[(r["problem_id"], r["prompt"])].append(r)
+    return groups
+
+
+def outcome_pairs(traces: pl.DataFrame, per_problem: int = 1) -> Built:
+    built = Built()
+    for (problem_id, prompt), rows in _groups(traces).items():
+        good = [r for r in rows if r["correct"]]
+        bad = [r for r in rows if not r["correct"]]
+        if not good or not bad:
+            built.skipped["no correct trace" if not good else "no incorrect trace"] += 1
+            continue
+        for rank, (c, w) in enumerate(zip(good, bad, strict=False)):
+            if rank == per_problem:
+                break
+            built.rows.append(
+                _pair(
+                    "outcome",
+                    problem_id,
+                    prompt,
+                    c["completion"],
+                    w["completion"],
+                    c["trace_id"],
+                    w["trace_id"],
+                    {"rank": rank},
+                    c["trace_id"],
+                    w["trace_id"],
+                )
+            )
+    return built
+
+
+def step_pairs(
+    traces: pl.DataFrame,
+    correct_rollouts: pl.DataFrame,
+    segment_mode: str = "blank",
+    min_chars: int = 10,
+) -> Built:
+    """``correct_rollouts``: trace_id, prefix_len, policy, rollout_index, completion."""
+    built = Built()
+    continuations: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in correct_rollouts.iter_rows(named=True):
+        continuations[(r["trace_id"], r["prefix_len"])].append(r)
+    for (problem_id, prompt), rows in _groups(traces).items():
+        good = [r for r in rows if r["correct"] and r["step_texts"]]
+        for w in rows:
+            e = w["first_error"]
+            if w["correct"] or e is None or e < 0 or not w["step_texts"]:
+                continue
+            prefix = w["completion"][: w["starts"][e]]
+            rejected = w["step_texts"][e]
+            chosen, meta, same = None, {"first_error": e}, False
+            # a correct continuation that repeats the "wrong" step says the label is
+            # doubtful for that step; such candidates are passed over, and counted
+            for ro in continuations.get((w["trace_id"], e), []):
+                first = segment(ro["completion"], segment_mode, min_chars, None)
+                step = ro["completion"][first[0].start : first[0].end] if first else ""
+                if step and _norm(step) == _norm(rejected):
+                    same = True
+                elif step:
+                    chosen = step
+                    meta.update(
+                        chosen_from="rollout", policy=ro["policy"], rollout=ro["rollout_index"]
+                    )
+                    break
+            if chosen is None:
+                for c in good:
+                    if len(c["step_texts"]) > e and _same(c["step_texts"][:e], w["step_texts"][:e]):
+                        if _norm(c["step_texts"][e]) == _norm(rejected):
+                            same = True
+                            continue
+                        chosen = c["step_texts"][e]
+                        meta.update(chosen_from="trace", chosen_trace=c["trace_id"])
+                        break
+            if chosen is None:
+                reason = "correct continuations repeat the wrong step" if same else None
+                built.skipped[reason or "no correct continuation"] += 1
+                continue
+            chosen_id = meta.get("chosen_trace")
+            built.rows.append(
+                _pair(
+                    "step",
+                    problem_id,
+                    prompt + prefix,
+                    chosen,
+                    rejected,
+                    chosen_id,
+                    w["trace_id"],
+                    meta,
+                    w["trace_id"],
+                    e,
+                )
+            )
+    return built
+
+
+def prefix_values(values: pl.DataFrame, n_steps: dict[str, int]) -> dict[str, list[float | None]]:
+    """V_0..V_M per wrong trace from ``values`` (trace_id, policy, prefix_len, value):
+    one policy that covers every prefix 1..M-1 (the first such, by policy id); V_M = 0
+    (the trace's own answer is wrong); V_0 when the empty prefix was probed."""
+    by: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for tid, policy, p, v in values.select("trace_id", "policy", "prefix_len", "value").iter_rows():
+        by[(tid, policy)][p] = v
+    out: dict[str, list[float | None]] = {}
+    for (tid, _policy), vs in sorted(by.items()):
+        m = n_steps.get(tid)
+        if m is None or tid in out or any(p not in vs for p in range(1, m)):
+            continue
+        out[tid] = [vs.get(0), *(vs[p] for p in range(1, m)), 0.0]
+    return out
+
+
+def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]]) -> Built:
+    built = Built()
+    for (problem_id, prompt), rows in _groups(traces).items():
+        good = next((r for r in rows if r["correct"]), None)
+        for w in rows:
+            if w["correct"] or not w["step_texts"]:
+                continue
+            v = values.get(w["trace_id"])
+            if v is None:
+                built.skipped["no step values (run mc-linear)"] += 1
+                continue
+            if good is None:
+                built.skipped["no correct solution"] += 1
+                continue
+            after = v[1:]  # V_1..V_M: the value after each step
+            pit = after.index(min(after))
+            built.rows.append(
+                _pair(
+                    "first-pit",
+                    problem_id,
+                    prompt,
+                    good["completion"],
+                    w["completion"][: w["ends"][pit]],
+                    good["trace_id"],
+                    w["trace_id"],
+                    {"pit": pit, "values": v},
+                    good["trace_id"],
+                    w["trace_id"],
+                    pit,
+                )
+            )
+    return built
+
+
+def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -> Built:
+    built = Built()
+    for r in traces.iter_rows(named=True):
+        if r["correct"] or not r["step_texts"]:
+            continue
+        v = values.get(r["trace_id"])
+        if v is None:
+            built.skipped["no step values (run mc-linear)"] += 1
+            continue
+        advantages = [
+            None if v[i] is None else round(v[i + 1] - v[i], 6) for i in range(len(v) - 1)
+        ]
+        meta = {
+            "completions": list(r["step_texts"]),
+            "labels": [v[i + 1] > 0 for i in range(len(v) - 1)],
+            "values": v,
+            "advantages": advantages,
+        }
+        built.rows.append(
+            _pair(
+                "stepwise",
+                r["problem_id"],
+                r["prompt"],
+                None,
+                None,
+                None,
+                r["trace_id"],
+                meta,
+                r["trace_id"],
+                json.dumps(v),
+            )
+        )
+    return built
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _same(a: list[str], b: list[str]) -> bool:
+    return len(a) == len(b) and all(_norm(x) == _norm(y) for x, y in zip(a, b, strict=True))

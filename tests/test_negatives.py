@@ -1,0 +1,252 @@
+"""Pairs from a small hand-built store, checked against hand-computed expectations,
+then loaded by TRL's DPOTrainer and SFTTrainer (one real optimisation step each)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from flows.localize import segment_pending
+from flows.negatives import build_negatives, reweight
+from pipeline.config import load_settings
+from pipeline.import_traces import first_error_key
+from pipeline.keys import content_key
+from pipeline.localize.rollouts import rollout_key
+from pipeline.store import Store
+from pipeline.verify import VERIFIER
+from tests.conftest import STUDENT
+
+PROMPT = "<s><|user|>Start with 2. Add 3. Multiply by 2. What is the result?\n<|assistant|>"
+GOOD = "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 10.\n\nThe answer is \\boxed{10}."
+BAD_LATE = "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 12.\n\nThe answer is \\boxed{12}."
+BAD_EARLY = "Add 3: 2 + 3 = 6.\n\nMultiply by 2: 6 * 2 = 12.\n\nThe answer is \\boxed{12}."
+GOOD_2 = "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 10.\n\nSo we get \\boxed{10}."
+POLICY = "policy-1"
+
+
+def trace(tid, problem, index, text):
+    return {
+        "trace_id": tid,
+        "problem_id": problem,
+        "model": "m",
+        "params_id": "p",
+        "sample_index": index,
+        "prompt": PROMPT,
+        "completion": text,
+        "finish_reason": "stop",
+    }
+
+
+@pytest.fixture
+def curated(tmp_path):
+    settings = load_settings(None, {"store": {"path": tmp_path / "s.duckdb"}})
+    with Store.writer(settings.store.path, command="curate") as store:
+        store.insert_new(
+            "problems",
+            pl.DataFrame(
+                [
+                    {"problem_id": "P1", "problem": "p1", "answer": "10", "source": "t"},
+                    {"problem_id": "P2", "problem": "p2", "answer": "10", "source": "t"},
+                ]
+            ),
+        )
+        traces = [
+            trace("T1", "P1", 0, BAD_LATE),  # first error: step 1
+            trace("T2", "P1", 1, GOOD),
+            trace("T3", "P1", 2, BAD_EARLY),  # first error: step 0
+            trace("T4", "P1", 3, GOOD_2),
+            trace("T5", "P2", 0, GOOD),  # P2 has no wrong trace
+        ]
+        store.insert_new("traces", pl.DataFrame(traces))
+        status = {"T1": "wrong", "T2": "correct", "T3": "wrong", "T4": "correct", "T5": "correct"}
+        store.insert_new(
+            "verdicts",
+            pl.DataFrame(
+                [
+                    {"verdict_id": t, "trace_id": t, "verifier": VERIFIER, "status": s}
+                    for t, s in status.items()
+                ]
+            ),
+        )
+        segment_pending(store, settings)
+        store.insert_new(
+            "first_errors",
+            pl.DataFrame(
+                [
+                    {"first_error_id": first_error_key(t, "mc-binary"), "trace_id": t}
+                    | {"method": "mc-binary", "first_error": e}
+                    for t, e in [("T1", 1), ("T3", 0), ("T2", -1), ("T4", -1)]
+                ]
+            ),
+        )
+        # rollouts from T1's prefix 1: index 0 failed, index 2 reached 10
+        store.insert_new(
+            "rollouts",
+            pl.DataFrame(
+                [
+                    {
+                        "rollout_id": rollout_key("T1", 1, POLICY, i),
+                        "trace_id": "T1",
+                        "prefix_len": 1,
+                        "policy": POLICY,
+                        "rollout_index": i,
+                        "completion": text,
+                        "correct": ok,
+                    }
+                    for i, text, ok in [
+                        (0, "Multiply by 2: 5 * 2 = 11.\n\nThe answer is \\boxed{11}.", False),
+                        (2, "Multiply by 2: 5 * 2 = 10 (twice five).\n\nSo \\boxed{10}.", True),
+                    ]
+                ]
+            ),
+        )
+        # T1's values: V0 = 1, V1 = 0.5, V2 = 0 (V3 = 0: its answer is wrong)
+        store.insert_new(
+            "step_values",
+            pl.DataFrame(
+                [
+                    {
+                        "value_id": content_key("v", p),
+                        "trace_id": "T1",
+                        "prefix_len": p,
+                        "policy": POLICY,
+                        "k": 8,
+                        "n_correct": n,
+                        "value": n / 8,
+                    }
+                    for p, n in [(0, 8), (1, 4), (2, 0)]
+                ]
+            ),
+        )
+    return settings
+
+
+def pairs_of(settings, kind):
+    with Store.reader(settings.store.path) as store:
+        return store.query(
+            "SELECT * FROM pairs WHERE kind = ? ORDER BY rejected_trace_id", [kind]
+        ).to_dicts()
+
+
+def test_outcome_pairs_follow_redis_recipe(curated):
+    with Store.writer(curated.store.path, command="neg") as store:
+        summary = build_negatives(store, curated, ["outcome"])
+    assert summary.built == {"outcome": 1}
+    assert summary.skipped["outcome"] == {"no incorrect trace": 1}  # P2
+    (pair,) = pairs_of(curated, "outcome")
+    # first correct (T2, sample 1) against first incorrect (T1, sample 0)
+    assert (pair["chosen_trace_id"], pair["rejected_trace_id"]) == ("T2", "T1")
+    assert (pair["prompt"], pair["chosen"], pair["rejected"]) == (PROMPT, GOOD, BAD_LATE)
+    # up to m pairs: the i-th correct with the i-th incorrect; reruns add nothing
+    curated.negatives.pairs_per_problem = 2
+    with Store.writer(curated.store.path, command="neg") as store:
+        assert build_negatives(store, curated, ["outcome"]).built == {"outcome": 1}
+        assert build_negatives(store, curated, ["outcome"]).built == {"outcome": 0}
+    got = [(p["chosen_trace_id"], p["rejected_trace_id"]) for p in pairs_of(curated, "outcome")]
+    assert got == [("T2", "T1"), ("T4", "T3")]
+
+
+def test_step_pairs_cut_before_the_first_error(curated):
+    with Store.writer(curated.store.path, command="neg") as store:
+        summary = build_negatives(store, curated, ["step"])
+    assert summary.built == {"step": 2}
+    t1, t3 = pairs_of(curated, "step")
+    # T1 goes wrong at step 1: the prompt carries step 0, the chosen step is the
+    # first step of the rollout from that prefix that reached the gold answer
+    assert t1["prompt"] == PROMPT + "Add 3: 2 + 3 = 5.\n\n"
+    assert t1["rejected"] == "Multiply by 2: 5 * 2 = 12."
+    assert t1["chosen"] == "Multiply by 2: 5 * 2 = 10 (twice five)."
+    assert json.loads(t1["meta"])["rollout"] == 2
+    # T3 goes wrong at step 0 and has no rollout: a correct trace (T2) shares the
+    # empty prefix, so its step 0 is the chosen one
+    assert t3["prompt"] == PROMPT
+    assert (t3["rejected"], t3["chosen"]) == ("Add 3: 2 + 3 = 6.", "Add 3: 2 + 3 = 5.")
+    assert t3["chosen_trace_id"] == "T2"
+
+
+def test_step_pair_skipped_without_a_correct_continuation(curated):
+    with Store.writer(curated.store.path, command="drop") as store:
+        store.execute("DELETE FROM traces WHERE trace_id IN ('T2', 'T4')")
+        store.execute("DELETE FROM rollouts")
+        summary = build_negatives(store, curated, ["step"])
+    assert summary.built == {"step": 0}
+    assert summary.skipped["step"] == {"no correct continuation": 2}
+
+
+def test_first_pit_and_stepwise_from_values(curated):
+    with Store.writer(curated.store.path, command="neg") as store:
+        summary = build_negatives(store, curated, ["first-pit", "stepwise"])
+    # T3 has no values: counted, not guessed
+    assert summary.skipped["first-pit"] == {"no step values (run mc-linear)": 1}
+    (pit,) = pairs_of(curated, "first-pit")
+    # values after each step: V1 = .5, V2 = 0, V3 = 0 -> first minimum after step 1
+    assert json.loads(pit["meta"])["pit"] == 1
+    assert pit["rejected"] == "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 12."
+    assert (pit["chosen_trace_id"], pit["chosen"]) == ("T2", GOOD)
+    (row,) = pairs_of(curated, "stepwise")
+    meta = json.loads(row["meta"])
+    assert meta["completions"] == [
+        "Add 3: 2 + 3 = 5.",
+        "Multiply by 2: 5 * 2 = 12.",
+        "The answer is \\boxed{12}.",
+    ]
+    assert meta["values"] == [1.0, 0.5, 0.0, 0.0]
+    assert meta["advantages"] == [-0.5, -0.5, 0.0]
+    assert meta["labels"] == [True, False, False]
+
+
+def test_reweight_selects_by_target_and_weights_by_fail_rate(curated):
+    curated.dart.k_p = 4
+    curated.reweight.select, curated.reweight.weight = "prop2diff", "fail_rate"
+    with Store.writer(curated.store.path, command="rw") as store:
+        sel = reweight(store, curated).sort("trace_id")
+        # recomputing the recipe replaces it, it does not pile up
+        reweight(store, curated)
+        n = store.query("SELECT count(*) AS n FROM sft_selection")["n"][0]
+    # P1 fails 2 of 4 (f = .5, the worst): target 4, both corrects kept;
+    # P2 never fails: target max(1, 0) = 1
+    assert sel["trace_id"].to_list() == ["T2", "T4", "T5"] and n == 3
+    w = dict(zip(sel["trace_id"], sel["weight"], strict=True))
+    assert w["T2"] == w["T4"] > w["T5"]
+    assert sum(w.values()) / 3 == pytest.approx(1.0)
+    assert w["T2"] / w["T5"] == pytest.approx((0.5 + 0.1) / 0.1)
+
+
+def test_pairs_load_in_trl_trainers(curated, tmp_path):
+    """The rows feed TRL as they are: DPO takes prompt/chosen/rejected, SFT
+    prompt/completion. One training step each on the toy student."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    with Store.writer(curated.store.path, command="neg") as store:
+        build_negatives(store, curated, ["outcome", "step", "first-pit"])
+        pairs = store.query("SELECT prompt, chosen, rejected FROM pairs ORDER BY pair_id")
+        sft = store.query(
+            "SELECT t.prompt, t.completion FROM traces t JOIN verdicts v USING (trace_id) "
+            "WHERE v.status = 'correct' ORDER BY t.trace_id"
+        )
+    assert pairs.height == 4
+    tok = AutoTokenizer.from_pretrained(STUDENT)
+    common = dict(
+        output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
+        report_to=[], save_strategy="no", use_cpu=True, logging_steps=1,
+    )  # fmt: skip
+    dpo = DPOTrainer(
+        model=str(STUDENT),
+        args=DPOConfig(**common),
+        train_dataset=Dataset.from_polars(pairs),
+        processing_class=tok,
+    )
+    dpo_loss = dpo.train().training_loss
+    sft_trainer = SFTTrainer(
+        model=str(STUDENT),
+        args=SFTConfig(**common),
+        train_dataset=Dataset.from_polars(sft),
+        processing_class=tok,
+    )
+    sft_loss = sft_trainer.train().training_loss
+    assert dpo_loss == pytest.approx(0.6931, abs=0.05)  # log 2: policy = reference at step 1
+    assert 0 < sft_loss < 20
