@@ -1,0 +1,134 @@
+"""What every `pitfall` command shares: the app, consoles, exit codes, store openers, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
+
+app = typer.Typer(
+    name="pitfall",
+    help="Curate post-training data from a teacher's successes [bold]and[/bold] its mistakes.\n\n"
+    "Stages write to one DuckDB trace store; query it with [cyan]pitfall sql[/cyan].",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
+
+# exit codes
+BAD_INPUT = 2
+LOCKED = 3
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="PITFALL_STORE",
+            help="Trace store file (DuckDB). Default: store.path in the config, data/store/pitfall.duckdb.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="PITFALL_CONFIG",
+            help="Settings file (TOML). Default: ./pitfall.toml when it exists. "
+            "PITFALL_SECTION__KEY variables override it; flags override both.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    overrides: dict[str, Any] = {"store": {"path": store}} if store else {}
+    try:
+        ctx.obj = load_settings(config, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def _open_writer(settings: Settings, command: str) -> Store:
+    try:
+        return Store.writer(
+            settings.store.path,
+            command=command,
+            config=settings.model_dump(mode="json"),
+            open_timeout_s=settings.store.open_timeout_s,
+            batch_rows=settings.store.batch_rows,
+        )
+    except StoreLocked as exc:
+        raise _fail(str(exc), LOCKED) from None
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _open_reader(settings: Settings) -> Store:
+    try:
+        return Store.reader(settings.store.path, open_timeout_s=settings.store.open_timeout_s)
+    except StoreMissing as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+
+
+def _progress_factory(progress: Progress):
+    def start(label: str, total: int | None):
+        task = progress.add_task(label, total=total)
+        return lambda n: progress.advance(task, n)
+
+    return start
+
+
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+
+
+def _rich_table(df: pl.DataFrame, limit: int) -> Table:
+    shown = df if limit <= 0 else df.head(limit)
+    table = Table(
+        *df.columns,
+        caption=f"{df.height} rows"
+        + (f", first {limit} shown" if shown.height < df.height else ""),
+    )
+    for row in shown.iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+def _cell(value: Any, width: int = 80) -> str:
+    text = "NULL" if value is None else str(value)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= width else text[: width - 1] + "…"
