@@ -1,8 +1,9 @@
-"""Curation commands: segment, localize, localize-eval, negatives, reweight."""
+"""Curation commands: segment, localize, localize-eval, negatives, reweight, export."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import polars as pl
@@ -21,6 +22,7 @@ from flows.cli_common import (
     app,
     out,
 )
+from flows.export import export_datasets, push_to_hub
 from flows.localize import (
     annotated_summary,
     localize_consensus,
@@ -242,3 +244,36 @@ def reweight_command(
         f"weights {selection['weight'].min():.3f}..{selection['weight'].max():.3f} "
         f"(mean {selection['weight'].mean():.3f})"
     )
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    out_dir: Annotated[
+        Path | None, typer.Option("--dir", help="Output folder (default: \\[export] dir).")
+    ] = None,
+    push: Annotated[
+        bool, typer.Option(help="Upload to \\[export] hub_repo (token: HF_TOKEN or hf login).")
+    ] = False,
+) -> None:
+    """Write TRL-ready datasets in Hub layout: sft, outcome, step, first_pit, stepwise.
+
+    Each config is a Parquet split under its own folder, with a README.md
+    dataset card listing them; `datasets.load_dataset(folder, config)` reads it.
+    """
+    settings = _settings(ctx)
+    if out_dir:
+        settings.export.dir = out_dir
+    with _open_reader(settings) as store:
+        written = export_datasets(store, settings)
+    table = Table(
+        "config", "rows", "file", title=f"export to {settings.export.dir}", title_justify="left"
+    )
+    for e in written:
+        table.add_row(e.config, f"{e.rows:,}", str(e.path))
+    out.print(table)
+    if push:
+        try:
+            out.print(f"pushed: {push_to_hub(settings)}")
+        except ValueError as exc:
+            raise _fail(str(exc), BAD_INPUT) from None

@@ -250,3 +250,43 @@ def test_pairs_load_in_trl_trainers(curated, tmp_path):
     sft_loss = sft_trainer.train().training_loss
     assert dpo_loss == pytest.approx(0.6931, abs=0.05)  # log 2: policy = reference at step 1
     assert 0 < sft_loss < 20
+
+
+def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
+    """The export folder is a Hub dataset; the Hub itself cannot be reached here,
+    so push goes to a stand-in API object that records the calls."""
+    from datasets import load_dataset
+
+    from flows.export import export_datasets, push_to_hub
+
+    curated.export.dir = tmp_path / "export"
+    curated.export.hub_repo = "org/toy-pitfall"
+    with Store.writer(curated.store.path, command="neg") as store:
+        build_negatives(store, curated, ["outcome", "step", "first-pit", "stepwise"])
+        reweight(store, curated)
+        written = {e.config: e.rows for e in export_datasets(store, curated)}
+    assert written == {"sft": 3, "outcome": 1, "step": 2, "first_pit": 1, "stepwise": 1}
+    sft = load_dataset(str(curated.export.dir), "sft", split="train")
+    assert sft.column_names[:3] == ["prompt", "completion", "weight"]
+    step = load_dataset(str(curated.export.dir), "step", split="train")
+    assert sorted(step["rejected"]) == ["Add 3: 2 + 3 = 6.", "Multiply by 2: 5 * 2 = 12."]
+    stepwise = load_dataset(str(curated.export.dir), "stepwise", split="train")
+    assert stepwise[0]["labels"] == [True, False, False]
+
+    class FakeHub:
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo, **kw):
+            self.calls.append(("create", repo, kw["repo_type"]))
+
+        def upload_folder(self, **kw):
+            self.calls.append(("upload", kw["repo_id"], kw["folder_path"]))
+            return "https://huggingface.co/datasets/org/toy-pitfall/commit/1"
+
+    hub = FakeHub()
+    assert push_to_hub(curated, api=hub).endswith("/commit/1")
+    assert hub.calls == [
+        ("create", "org/toy-pitfall", "dataset"),
+        ("upload", "org/toy-pitfall", str(curated.export.dir)),
+    ]

@@ -1,0 +1,50 @@
+"""Export wiring: read selections and pairs, write the Hub-layout dataset, push it if asked."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.config import Settings
+from pipeline.export import Exported, preference_rows, stepwise_rows, write_dataset
+from pipeline.reweight import recipe_name
+from pipeline.store import Store
+
+PAIR_CONFIGS = {"outcome": "outcome", "step": "step", "first-pit": "first_pit"}
+
+
+def export_datasets(store: Store, settings: Settings) -> list[Exported]:
+    recipe = recipe_name(settings.reweight.select, settings.reweight.weight)
+    tables = {
+        "sft": store.stage("export_sft", {"recipe": recipe}).select(
+            "prompt", "completion", "weight", "problem_id", "trace_id"
+        )
+    }
+    for kind, config in PAIR_CONFIGS.items():
+        tables[config] = preference_rows(store.stage("export_pairs", {"kind": kind}))
+    tables["stepwise"] = stepwise_rows(store.stage("export_pairs", {"kind": "stepwise"}))
+    card = {
+        "store": settings.store.path,
+        "teacher": settings.teacher.model,
+        "sft recipe": recipe,
+        "first errors from": settings.negatives.method or settings.localize.method,
+    }
+    return write_dataset(settings.export.dir, tables, card)
+
+
+def push_to_hub(settings: Settings, api=None) -> str:
+    """Upload the export folder to ``[export] hub_repo`` (a dataset repo); the
+    token comes from HF_TOKEN or the huggingface-cli login, never from the config."""
+    from huggingface_hub import HfApi
+
+    repo = settings.export.hub_repo
+    if not repo:
+        raise ValueError("no [export] hub_repo to push to")
+    api = api or HfApi(token=os.environ.get("HF_TOKEN"))
+    api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo,
+        folder_path=str(settings.export.dir),
+        repo_type="dataset",
+        commit_message="pitfall export",
+    )
+    return str(getattr(info, "commit_url", info))
