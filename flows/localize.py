@@ -58,13 +58,16 @@ def segment_pending(store: Store, settings: Settings, progress: Progress | None 
     return pending.height
 
 
-def targets(store: Store, method: str, *, need_gold: bool, sources=(), limit=0) -> pl.DataFrame:
+def targets(
+    store: Store, method: str, *, need_gold: bool, per_problem: int = 0, sources=(), limit=0
+) -> pl.DataFrame:
     return store.stage(
         "localize_targets",
         {
             "method": method,
             "verifier": VERIFIER,
             "need_gold": need_gold,
+            "per_problem": per_problem,
             "sources": list(sources),
             "limit": limit,
         },
@@ -96,7 +99,14 @@ def localize_monte_carlo(
 ) -> LocalizeSummary:
     if method not in SEARCHES:
         raise ValueError(f"{method} is not a Monte-Carlo method")
-    frame = targets(store, method, need_gold=True, sources=sources, limit=limit)
+    frame = targets(
+        store,
+        method,
+        need_gold=True,
+        per_problem=settings.localize.per_problem,
+        sources=sources,
+        limit=limit,
+    )
     summary = LocalizeSummary(method, traces=frame.height)
     if frame.height == 0:
         return summary
@@ -161,7 +171,14 @@ def localize_judge(
     progress: Progress | None = None,
 ) -> LocalizeSummary:
     loc = settings.localize
-    frame = targets(store, "judge", need_gold=False, sources=sources, limit=limit)
+    frame = targets(
+        store,
+        "judge",
+        need_gold=False,
+        per_problem=settings.localize.per_problem,
+        sources=sources,
+        limit=limit,
+    )
     summary = LocalizeSummary("judge", traces=frame.height)
     params = SamplingParams(loc.judge_temperature, 1.0, loc.judge_max_tokens, loc.seed, "chat")
     chunk = settings.teacher.commit_every
@@ -217,7 +234,14 @@ def localize_prm(
 ) -> LocalizeSummary:
     from pipeline.sampling import render_prompt
 
-    frame = targets(store, "prm", need_gold=False, sources=sources, limit=limit)
+    frame = targets(
+        store,
+        "prm",
+        need_gold=False,
+        per_problem=settings.localize.per_problem,
+        sources=sources,
+        limit=limit,
+    )
     summary = LocalizeSummary("prm", traces=frame.height)
     advance = progress("scoring", frame.height) if progress and frame.height else None
     rows = []
@@ -254,7 +278,7 @@ def localize_consensus(store: Store, settings: Settings) -> LocalizeSummary:
     ]
     store.insert_new("first_errors", pl.DataFrame(rows, schema=FIRST_ERROR_SCHEMA))
     summary = LocalizeSummary("consensus", traces=pairs.height)
-    summary.labels.update(_label_kind(label) for _, label in agree.iter_rows())
+    summary.labels.update(_label_kind(label) for label in agree["first_label"])
     summary.detail["disagreements"] = pairs.height - agree.height
     return summary
 

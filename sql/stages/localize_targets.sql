@@ -1,14 +1,26 @@
 -- Traces $method has not localized yet, with their outcome and steps.
 -- The outcome is the verdict of $verifier, else of an imported verifier; only
--- settled outcomes count (timeouts and errors stay out). With $need_gold,
--- problems without a gold answer are left out (rollouts need one to be checked).
--- $sources limits the problems when it is non-empty; $limit caps the rows (0: no cap).
+-- settled outcomes count (timeouts and errors stay out). Per problem, only the
+-- first $per_problem wrong traces by sample index are candidates (0: all); the
+-- ranking covers localized traces too, so a rerun does not reach for more.
+-- With $need_gold, problems without a gold answer are left out (rollouts need
+-- one). $sources limits the problems when non-empty; $limit caps the rows (0: none).
 WITH outcome AS (
     SELECT trace_id,
            arg_min(status, CASE WHEN verifier = $verifier THEN 0 ELSE 1 END) AS status
     FROM verdicts
     WHERE verifier = $verifier OR verifier LIKE 'imported:%'
     GROUP BY trace_id
+),
+ranked AS (
+    SELECT t.trace_id, t.problem_id, t.prompt, t.completion, o.status,
+           row_number() OVER (
+               PARTITION BY t.problem_id, o.status = 'correct'
+               ORDER BY t.sample_index, t.trace_id
+           ) AS rank
+    FROM traces t
+    JOIN outcome o USING (trace_id)
+    WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
 ),
 step_lists AS (
     SELECT trace_id,
@@ -17,15 +29,14 @@ step_lists AS (
     FROM steps
     GROUP BY trace_id
 )
-SELECT t.trace_id, t.problem_id, p.problem, p.answer, t.prompt, t.completion,
-       o.status, s.starts, s.step_texts
-FROM traces t
+SELECT r.trace_id, r.problem_id, p.problem, p.answer, r.prompt, r.completion,
+       r.status, s.starts, s.step_texts
+FROM ranked r
 JOIN problems p USING (problem_id)
-JOIN outcome o USING (trace_id)
 JOIN step_lists s USING (trace_id)
 ANTI JOIN (SELECT trace_id FROM first_errors WHERE method = $method) f USING (trace_id)
-WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
+WHERE (r.status = 'correct' OR $per_problem = 0 OR r.rank <= $per_problem)
   AND (NOT $need_gold OR p.answer IS NOT NULL)
   AND (len($sources) = 0 OR list_contains($sources, p.source))
-ORDER BY t.trace_id
+ORDER BY r.trace_id
 LIMIT CASE WHEN $limit > 0 THEN $limit END;
