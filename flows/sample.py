@@ -25,8 +25,6 @@ from pipeline.verify import VERIFIER, VerifyPool, verdict_rows
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (label, total) -> advance(n)
 
-VERDICTS_PER_COMMIT = 2_000
-
 
 @dataclass
 class SampleSummary:
@@ -55,9 +53,10 @@ def verify_pending(
     pending = store.stage("unverified_traces", {"verifier": VERIFIER})
     advance = progress("verifying", pending.height) if progress and pending.height else None
     counts: Counter = Counter()
-    for offset in range(0, pending.height, VERDICTS_PER_COMMIT):
+    step = settings.verify.commit_every
+    for offset in range(0, pending.height, step):
         verdicts = verdict_rows(
-            pending.slice(offset, VERDICTS_PER_COMMIT), pool, settings.verify.fallback, advance
+            pending.slice(offset, step), pool, settings.verify.fallback, advance
         )
         store.insert_new("verdicts", verdicts)
         counts.update(verdicts["status"].to_list())
@@ -71,6 +70,7 @@ def run_sampling(
     sources: list[str],
     progress: Progress | None = None,
     on_round: Callable[[int, pl.DataFrame], None] | None = None,
+    pool: VerifyPool | None = None,
 ) -> SampleSummary:
     params, plan = sampling_params(settings), dart_plan(settings)
     scope = {
@@ -80,10 +80,12 @@ def run_sampling(
         "sources": sources,
     }
     summary = SampleSummary()
-    with VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool:
-        summary.verdicts.update(
-            verify_pending(store, settings, pool, progress)
-        )  # left by a killed run
+    own_pool = pool is None
+    if own_pool:
+        pool = VerifyPool(settings.verify.workers, settings.verify.timeout_s).__enter__()
+    try:
+        # left by a killed run
+        summary.verdicts.update(verify_pending(store, settings, pool, progress))
         for round_no in range(settings.dart.max_rounds + 1):
             counters = store.stage("dart_counters", scope)
             summary.difficulty = status(counters, plan)
@@ -98,6 +100,9 @@ def run_sampling(
                 store, backend, params, todo, summary, progress, settings.teacher.commit_every
             )
             summary.verdicts.update(verify_pending(store, settings, pool, progress))
+    finally:
+        if own_pool:
+            pool.close()
     return summary
 
 

@@ -88,14 +88,17 @@ class VerifySettings(Section):
     fallback: Literal["last_number", "none"] = Field(
         "last_number", description="when there is no boxed answer or 'answer is' phrase"
     )
+    commit_every: int = Field(2000, gt=0, description="verdicts per committed batch")
 
 
 class DartSettings(Section):
+    # Toy-scale defaults, so the embedded default run ends in minutes on a laptop;
+    # DART-Math's released values are k_u = 40, k_p = 192, n_max = 2048.
     strategy: Literal["fixed", "uniform", "prop2diff"] = "uniform"
-    k_u: int = Field(40, gt=0, description="uniform: correct answers wanted per problem")
-    k_p: int = Field(192, gt=0, description="prop2diff: correct answers for the hardest problem")
+    k_u: int = Field(4, gt=0, description="uniform: correct answers wanted per problem")
+    k_p: int = Field(16, gt=0, description="prop2diff: correct answers for the hardest problem")
     n_fixed: int = Field(8, gt=0, description="fixed: trials per problem")
-    n_max: int = Field(2048, gt=0, description="trial cap per problem")
+    n_max: int = Field(64, gt=0, description="trial cap per problem")
     round_size: int = Field(8, gt=0, description="samples per problem per round")
     warmup_n: int = Field(
         8, gt=0, description="prop2diff: trials per problem before difficulty is measured"
@@ -122,6 +125,9 @@ class LocalizeSettings(Section):
     k: int = Field(8, gt=0, description="rollouts per probed prefix (OmegaPRM uses 8)")
     alive_threshold: int = Field(
         1, gt=0, description="a prefix is alive when this many of its k rollouts are correct"
+    )
+    per_problem: int = Field(
+        4, ge=0, description="wrong traces localized per problem, first by sample index; 0: all"
     )
     # the rollout policy; unset: the teacher's backend, model and sampling settings
     backend: Literal["vllm", "openai", "transformers"] | None = None
@@ -179,6 +185,26 @@ class TrainSettings(Section):
     epochs: int = Field(1, gt=0)
 
 
+STAGES = ("ingest", "sample", "segment", "localize", "negatives", "reweight", "export")
+
+
+class RunSettings(Section):
+    """What `pitfall run` does: the curate flow over these inputs and stages."""
+
+    inputs: list[str] = Field(
+        ["data/toy/test.jsonl"], description="problem files ingested at the start of every run"
+    )
+    preset: str | None = Field(None, description="column preset for the inputs (math, gsm8k, ...)")
+    stages: list[Literal[STAGES]] = list(STAGES)  # type: ignore[valid-type]
+    on_locked: Literal["wait", "exit"] = Field(
+        "wait", description="when another run holds the store: wait for it, or exit (code 3)"
+    )
+    lock_wait_s: float = Field(3600.0, ge=0, description="wait: give up after this long")
+    ray: str | None = Field(
+        None, description="run verification and sampling shards on Ray: auto or an address"
+    )
+
+
 class ConfigError(ValueError):
     """A settings file or variable that cannot be used; the message says where."""
 
@@ -206,6 +232,7 @@ class Settings(BaseSettings):
     localize: LocalizeSettings = LocalizeSettings()
     negatives: NegativesSettings = NegativesSettings()
     reweight: ReweightSettings = ReweightSettings()
+    run: RunSettings = RunSettings()
     export: ExportSettings = ExportSettings()
     train: TrainSettings = TrainSettings()
 

@@ -76,20 +76,27 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
 class _WriteLock:
     """An exclusive ``flock`` on ``<store>.lock`` holding a note about its owner."""
 
-    def __init__(self, db_path: Path, command: str):
+    def __init__(self, db_path: Path, command: str, wait_s: float = 0.0):
         self.path = db_path.with_name(db_path.name + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self._read_holder()
-            os.close(self._fd)
-            raise StoreLocked(
-                f"store {db_path} is being written by pid {holder.get('pid', '?')} "
-                f"({holder.get('command', '?')} on {holder.get('host', '?')}, "
-                f"since {holder.get('since', '?')}); wait for it to finish or stop it"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                holder = self._read_holder()
+                os.close(self._fd)
+                waited = f" (waited {wait_s:g} s)" if wait_s else ""
+                raise StoreLocked(
+                    f"store {db_path} is being written by pid {holder.get('pid', '?')} "
+                    f"({holder.get('command', '?')} on {holder.get('host', '?')}, "
+                    f"since {holder.get('since', '?')}){waited}; wait for it to finish or stop it"
+                ) from None
         note = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -140,12 +147,14 @@ class Store:
         open_timeout_s: float = 30.0,
         batch_rows: int = 245_760,
         extra_migrations: list[Migration] | None = None,
+        lock_wait_s: float = 0.0,
     ) -> Store:
-        """Take the write lock, create or upgrade the schema and open a run."""
+        """Take the write lock (waiting up to ``lock_wait_s`` for another writer to
+        finish), create or upgrade the schema and open a run."""
         store = cls(
             Path(path), read_only=False, open_timeout_s=open_timeout_s, batch_rows=batch_rows
         )
-        store._lock = _WriteLock(store.path, command)
+        store._lock = _WriteLock(store.path, command, lock_wait_s)
         try:
             with store.connection() as con:
                 _migrate(con, migrations() + list(extra_migrations or []))

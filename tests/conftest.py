@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
+# Prefect keeps its database and settings under PREFECT_HOME: the tests get
+# their own, set before prefect is first imported, and never a user's server.
+PREFECT_HOME = tempfile.mkdtemp(prefix="pitfall-tests-prefect-")
+os.environ["PREFECT_HOME"] = PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("PREFECT_PROFILES_PATH", None)
 
-from flows.cli import app
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from flows.cli import app  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "data" / "benchmarks"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.sampling import Backend
+from collections.abc import Callable
+
+from pipeline.sampling import Backend, Completion, Request, SamplingParams
 
 
 def make_backend(kind: str, model: str, **options) -> Backend:
@@ -20,3 +22,28 @@ def make_backend(kind: str, model: str, **options) -> Backend:
 
         return OpenAIBackend(model, **options)
     raise ValueError(f"unknown backend {kind!r}; use vllm, openai or transformers")
+
+
+class LazyBackend:
+    """A backend that is built on first use: a run with nothing to sample or roll
+    out never pays for loading a model (vLLM takes ~20 s even for a tiny one)."""
+
+    def __init__(self, model: str, factory: Callable[[], Backend]):
+        self.model = model  # known without loading: it goes into every key
+        self._factory = factory
+        self._backend: Backend | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def _get(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._factory()
+        return self._backend
+
+    def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
+        return self._get().generate(requests, params) if requests else []
+
+    def render(self, problem: str, template: str) -> str:
+        return self._get().render(problem, template)

@@ -1,0 +1,159 @@
+"""`pitfall run`, `pitfall report` and `pitfall deploy`: the curate flow from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flows import curate as curate_module
+from flows.cli_common import (
+    BAD_INPUT,
+    LOCKED,
+    _bars,
+    _fail,
+    _open_reader,
+    _progress_factory,
+    _settings,
+    app,
+    out,
+)
+from pipeline.config import STAGES, Settings
+from pipeline.readers import SourceError
+from pipeline.store import StoreLocked
+from pipeline.verify import VERIFIER
+
+
+def _overrides(settings: Settings) -> dict:
+    """The resolved settings as the flow's JSON parameter (file, env and flags applied)."""
+    return settings.model_dump(mode="json", exclude={"config_file"})
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Run only these stages (repeatable): {', '.join(STAGES)}."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Verification and sampling shards on Ray: auto or an address."),
+    ] = None,
+    on_locked: Annotated[
+        str | None,
+        typer.Option(help="Another run holds the store: wait | exit (default: \\[run])."),
+    ] = None,
+) -> None:
+    """Run the curate flow: ingest, sample/verify/allocate, segment, localize,
+    negatives, reweight, export.
+
+    With no config this is the embedded default: the toy problems, the toy
+    teacher through vLLM, the default store. Every stage does only what is new,
+    so a second run on unchanged input samples, verifies and rolls out nothing,
+    and a killed run picks up where it stopped.
+    """
+    settings = _settings(ctx)
+    try:
+        if stage:
+            settings.run.stages = stage
+        if ray:
+            settings.run.ray = ray
+        if on_locked:
+            settings.run.on_locked = on_locked
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[0], BAD_INPUT) from None
+    with _bars() as bars:
+        curate_module.progress_bars = _progress_factory(bars)
+        try:
+            summary = curate_module.curate(overrides=_overrides(settings))
+        except StoreLocked as exc:
+            raise _fail(str(exc), LOCKED) from None
+        except SourceError as exc:
+            raise _fail(str(exc), BAD_INPUT) from None
+        finally:
+            curate_module.progress_bars = None
+    _print_stages(summary["stages"])
+    _print_report(summary["report"], summary["pairs"], summary["stages"])
+    out.print(
+        f"\nstore: {summary['store']}   export: {summary['export_dir']}\n"
+        "next: [cyan]pitfall report[/cyan], [cyan]pitfall sql pass_rate_per_problem[/cyan], "
+        '[cyan]pitfall sql "select * from first_errors limit 5"[/cyan]'
+    )
+
+
+@app.command()
+def report(ctx: typer.Context) -> None:
+    """What the store holds: problems, traces, pass rate, localized failures, pairs, SFT rows."""
+    settings = _settings(ctx)
+    with _open_reader(settings) as store:
+        row = store.stage("report", {"verifier": VERIFIER}).to_dicts()[0]
+        pairs = dict(store.stage("pairs_by_kind").iter_rows())
+    _print_report(row, pairs, [])
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    cron: Annotated[str, typer.Option(help='Schedule, e.g. "0 3 * * *" (03:00 daily).')],
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "pitfall-curate",
+) -> None:
+    """Serve the curate flow on a cron schedule (runs until stopped).
+
+    Each scheduled run uses the settings resolved now (file, environment and
+    flags). Runs never write the store at once: a run that finds it locked
+    waits or exits as \\[run] on_locked says. With a Prefect server
+    (PREFECT_API_URL) the runs show in its UI; `prefect.yaml` describes the
+    same deployment for `prefect deploy`.
+    """
+    settings = _settings(ctx)
+    deployment = curate_deployment(settings, cron, name)
+    out.print(f"serving {name} on cron {cron!r} (Ctrl-C to stop)")
+    from prefect import serve
+
+    serve(deployment)
+
+
+def curate_deployment(settings: Settings, cron: str, name: str):
+    from pydantic import ValidationError
+
+    try:
+        return curate_module.curate.to_deployment(
+            name=name, cron=cron, parameters={"overrides": _overrides(settings)}
+        )
+    except ValidationError:
+        raise _fail(f"not a cron expression: {cron!r}", BAD_INPUT) from None
+
+
+def _print_stages(stages: list[dict[str, Any]]) -> None:
+    table = Table("stage", "seconds", "looked at", "new rows", "detail", title="run")
+    for s in stages:
+        detail = ", ".join(
+            f"{k} {v}" for k, v in s["detail"].items() if k != "files" and v not in (None, {})
+        )
+        table.add_row(
+            s["stage"], f"{s['seconds']:.1f}", str(s["rows_in"]), str(s["rows_out"]), detail
+        )
+    out.print(table)
+
+
+def _print_report(row: dict, pairs: dict, stages: list[dict]) -> None:
+    table = Table("", "", title="store", show_header=False)
+    verified = row["verified"] or 0
+    rate = f"{100 * row['correct'] / verified:.1f}%" if verified else "-"
+    for label, value in (
+        ("problems", row["problems"]),
+        ("traces", row["traces"]),
+        ("verified / pass rate", f"{verified} / {rate}"),
+        ("localized failures", row["localized_failures"]),
+        ("rollouts", row["rollouts"]),
+        *((f"pairs: {k}", v) for k, v in pairs.items()),
+        ("SFT rows selected", row["sft_selected"]),
+        ("quarantined", row["quarantined"]),
+    ):
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    files = [f for s in stages if s["stage"] == "export" for f in s["detail"].get("files", [])]
+    for f in files:
+        table.add_row("exported", f)
+    out.print(table)

@@ -1,0 +1,291 @@
+"""`pitfall run`: the curate flow end to end under Prefect (ephemeral server,
+isolated PREFECT_HOME), incremental reruns, SIGKILL at several points, the
+store lock between runs, and the Ray path.
+
+The runs use the transformers backend: it generates each request on its own
+with its own seed, so a resumed or sharded run produces exactly the text an
+uninterrupted one does, and the tables can be compared key for key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.store import Store, StoreMissing
+from tests.conftest import PREFECT_HOME, REPO, Pitfall
+
+LEVELS = ("ops5-v99", "ops8-v199")
+KEYED = {
+    "problems": "problem_id",
+    "traces": "trace_id",
+    "verdicts": "verdict_id",
+    "steps": "step_id",
+    "rollouts": "rollout_id",
+    "step_values": "value_id",
+    "first_errors": "first_error_id",
+    "difficulty": "problem_id",
+    "pairs": "pair_id",
+    "sft_selection": "selection_id",
+}
+# rows whose parent must exist (no orphans after a crash)
+ORPHANS = {
+    "traces": "SELECT count(*) FROM traces ANTI JOIN problems USING (problem_id)",
+    "verdicts": "SELECT count(*) FROM verdicts ANTI JOIN traces USING (trace_id)",
+    "steps": "SELECT count(*) FROM steps ANTI JOIN traces USING (trace_id)",
+    "rollouts": "SELECT count(*) FROM rollouts ANTI JOIN traces USING (trace_id)",
+    "first_errors": "SELECT count(*) FROM first_errors ANTI JOIN traces USING (trace_id)",
+    "pairs": "SELECT count(*) FROM pairs p WHERE rejected_trace_id NOT IN "
+    "(SELECT trace_id FROM traces)",
+    "sft_selection": "SELECT count(*) FROM sft_selection ANTI JOIN traces USING (trace_id)",
+}
+
+
+def write_config(folder: Path, store: Path, **extra: str) -> Path:
+    rows = [json.loads(x) for x in (REPO / "data/toy/test.jsonl").read_text().splitlines()]
+    picked = [r for lv in LEVELS for r in [r for r in rows if r["level"] == lv][:3]]
+    problems = folder / "problems.jsonl"
+    problems.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    config = folder / "pitfall.toml"
+    config.write_text(
+        f"""
+[store]
+path = "{store}"
+[teacher]
+backend = "transformers"
+model = "{REPO / "data/models/toy-teacher"}"
+max_tokens = 160
+commit_every = 1
+[verify]
+commit_every = 2
+[dart]
+strategy = "fixed"
+n_fixed = 6
+round_size = 6
+[localize]
+k = 4
+max_tokens = 100
+per_problem = 2
+[negatives]
+kinds = ["outcome", "step", "stepwise"]
+[export]
+dir = "{folder / "export"}"
+[run]
+inputs = ["{problems}"]
+on_locked = "exit"
+{extra.get("run", "")}
+"""
+    )
+    return config
+
+
+def cli(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "--config", str(config), *args]
+
+
+def env() -> dict:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PITFALL_")}
+    return e | {"PREFECT_HOME": PREFECT_HOME, "PYTHONPATH": str(REPO)}
+
+
+def keys(store: Path) -> dict[str, set]:
+    with Store.reader(store) as s:
+        return {t: set(s.query(f"SELECT {k} FROM {t}")[k].to_list()) for t, k in KEYED.items()}
+
+
+def last_run_summary(store: Path) -> dict:
+    with Store.reader(store) as s:
+        row = s.query(
+            "SELECT summary FROM runs WHERE command = 'run' ORDER BY started_at DESC LIMIT 1"
+        )
+    return json.loads(row["summary"][0])
+
+
+def stage(summary: dict, name: str) -> dict:
+    return next(s for s in summary["stages"] if s["stage"] == name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run, then a second one on the same input."""
+    folder = tmp_path_factory.mktemp("reference")
+    store = folder / "store.duckdb"
+    config = write_config(folder, store)
+    first = subprocess.run(cli(config, "run"), env=env(), capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    first_summary = last_run_summary(store)
+    first_keys = keys(store)
+    second = subprocess.run(cli(config, "run"), env=env(), capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {
+        "folder": folder,
+        "store": store,
+        "keys": first_keys,
+        "first": first_summary,
+        "second": last_run_summary(store),
+        "output": first.stdout,
+    }
+
+
+def test_run_completes_every_stage_and_prints_the_summary(reference):
+    s = reference["first"]
+    assert [x["stage"] for x in s["stages"]] == [
+        "ingest",
+        "sample",
+        "segment",
+        "localize",
+        "negatives",
+        "reweight",
+        "export",
+    ]
+    assert stage(s, "ingest")["rows_out"] == 6
+    assert stage(s, "sample")["rows_out"] == 36  # 6 problems x 6 samples
+    assert stage(s, "localize")["detail"]["rollouts"] > 0
+    k = reference["keys"]
+    assert len(k["traces"]) == 36 and len(k["verdicts"]) == 36
+    assert k["first_errors"] and k["pairs"] and k["sft_selection"]
+    assert (reference["folder"] / "export" / "README.md").is_file()
+    out = reference["output"]
+    for words in ("problems", "pass rate", "localized failures", "pairs: outcome", "exported"):
+        assert words in out, words
+    assert "pitfall report" in out
+
+
+def test_second_run_on_unchanged_input_does_nothing_new(reference):
+    s = reference["second"]
+    assert stage(s, "ingest")["rows_out"] == 0
+    assert stage(s, "sample")["rows_out"] == 0  # no sampling
+    assert stage(s, "sample")["detail"]["verified"] == 0  # no verification
+    assert stage(s, "localize")["detail"]["rollouts"] == 0  # no rollouts
+    assert stage(s, "negatives")["rows_out"] == 0
+    assert keys(reference["store"]) == reference["keys"]
+
+
+def _counts(store: Path) -> dict[str, int]:
+    try:
+        with Store.reader(store, open_timeout_s=0.5) as s:
+            return s.table_counts()
+    except (StoreMissing, Exception):  # not created yet, or mid-write: look again
+        return {}
+
+
+KILL_POINTS = {
+    "sampling": lambda c: 0 < c.get("traces", 0) < 36,
+    "verification": lambda c: 0 < c.get("verdicts", 0) < 36,
+    "localization": lambda c: c.get("rollouts", 0) > 0 and c.get("first_errors", 0) == 0,
+}
+
+
+def test_sigkill_at_several_points_then_resume(reference, tmp_path):
+    store = tmp_path / "store.duckdb"
+    config = write_config(tmp_path, store)
+    hit = []
+    for point, reached in KILL_POINTS.items():
+        proc = subprocess.Popen(
+            cli(config, "run"), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if reached(_counts(store)):
+                proc.send_signal(signal.SIGKILL)
+                hit.append(point)
+                break
+            time.sleep(0.02)
+        proc.wait()
+    assert hit == list(KILL_POINTS), f"killed during {hit} only"
+    final = subprocess.run(cli(config, "run"), env=env(), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert keys(store) == reference["keys"]
+    with Store.reader(store) as s:
+        for table, sql in ORPHANS.items():
+            assert s.query(sql).item() == 0, table
+        dup = s.query(
+            "SELECT count(*) - count(DISTINCT (problem_id, model, params_id, sample_index)) "
+            "FROM traces"
+        ).item()
+        assert dup == 0
+        statuses = dict(s.query("SELECT status, count(*) FROM runs GROUP BY 1").iter_rows())
+    assert statuses.get("running") == 3  # the killed ones, recorded as such
+
+
+def test_a_locked_store_makes_a_run_wait_or_exit(tmp_path):
+    store = tmp_path / "store.duckdb"
+    config = write_config(tmp_path, store)
+    only_ingest = cli(config, "run", "--stage", "ingest")
+    holder = Store.writer(store, command="someone else")
+    try:
+        t0 = time.monotonic()
+        result = subprocess.run(only_ingest, env=env(), capture_output=True, text=True)
+        assert result.returncode == 3, result.stderr[-2000:]
+        assert "being written by pid" in result.stderr and time.monotonic() - t0 < 60
+        # wait: the run starts as soon as the holder lets go
+        threading.Timer(3.0, holder.close).start()
+        t0 = time.monotonic()
+        waited = subprocess.run(
+            [*only_ingest, "--on-locked", "wait"], env=env(), capture_output=True, text=True
+        )
+        assert waited.returncode == 0, waited.stderr[-2000:]
+        assert time.monotonic() - t0 >= 3.0
+    finally:
+        holder.close()
+    with Store.reader(store) as s:
+        assert s.query("SELECT count(*) FROM problems").item() == 6
+        statuses = s.query("SELECT command, status FROM runs ORDER BY started_at").rows()
+    assert statuses == [("someone else", "ok"), ("run", "ok")]
+
+
+def test_deployment_carries_the_schedule_and_settings(tmp_path):
+    from flows.cli_run import curate_deployment
+    from pipeline.config import load_settings
+
+    settings = load_settings(write_config(tmp_path, tmp_path / "s.duckdb"))
+    d = curate_deployment(settings, "0 3 * * *", "nightly")
+    assert d.name == "nightly"
+    assert d.schedules[0].schedule.cron == "0 3 * * *"
+    assert d.parameters["overrides"]["dart"]["strategy"] == "fixed"
+    bad = Pitfall(tmp_path / "s.duckdb")("deploy", "--cron", "every day", ok=False)
+    assert bad.exit_code == 2 and "not a cron expression" in bad.output
+
+
+def test_prefect_yaml_points_at_the_flow():
+    import inspect
+
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]
+    path, name = spec["entrypoint"].split(":")
+    flow = load_flow_from_entrypoint(f"{REPO / path}:{name}")
+    assert flow.name == "pitfall-curate"
+    assert set(spec["parameters"]) <= set(inspect.signature(flow.fn).parameters)
+    assert spec["schedules"][0]["cron"] == "0 3 * * *"
+
+
+def test_ray_path_gives_the_same_tables(reference, tmp_path):
+    pytest.importorskip("ray")
+    store = tmp_path / "store.duckdb"
+    config = write_config(tmp_path, store)
+    result = subprocess.run(
+        cli(config, "run", "--ray", "auto"),
+        env=env() | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert keys(store) == reference["keys"]
+    with Store.reader(store) as s, Store.reader(reference["store"]) as r:
+        for sql in (
+            "SELECT trace_id, completion FROM traces ORDER BY 1",
+            "SELECT trace_id, status FROM verdicts ORDER BY 1",
+            "SELECT trace_id, method, first_error FROM first_errors ORDER BY 1, 2",
+            "SELECT rollout_id, correct FROM rollouts ORDER BY 1",
+        ):
+            assert s.query(sql).equals(r.query(sql)), sql
