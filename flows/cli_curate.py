@@ -33,7 +33,7 @@ from flows.localize import (
     segment_pending,
 )
 from flows.negatives import build_negatives, reweight
-from pipeline.backends import make_backend
+from pipeline.backends import LazyBackend, make_backend
 from pipeline.localize import METHODS
 from pipeline.metrics import processbench_f1
 from pipeline.negatives import KINDS
@@ -89,12 +89,11 @@ def localize(
     with _open_writer(settings, f"localize {method}") as store, _bars() as bars:
         progress = _progress_factory(bars)
         segment_pending(store, settings, progress)
+        options = teacher.model_dump(exclude={"backend", "model"})
         if method in ("mc-binary", "mc-linear"):
-            backend = make_backend(
-                loc.backend or teacher.backend,
-                loc.model or teacher.model,
-                **teacher.model_dump(exclude={"backend", "model"}),
-            )
+            kind, model = loc.backend or teacher.backend, loc.model or teacher.model
+            # built on first use: nothing left to localize, no model loaded
+            backend = LazyBackend(model, lambda: make_backend(kind, model, **options))
             with VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool:
                 summary = localize_monte_carlo(
                     store,
@@ -107,11 +106,9 @@ def localize(
                     progress=progress,
                 )
         elif method == "judge":
-            critic = make_backend(
-                loc.backend or teacher.backend,
-                loc.judge_model or loc.model or teacher.model,
-                **teacher.model_dump(exclude={"backend", "model"}),
-            )
+            kind = loc.backend or teacher.backend
+            model = loc.judge_model or loc.model or teacher.model
+            critic = LazyBackend(model, lambda: make_backend(kind, model, **options))
             summary = localize_judge(
                 store, critic, settings, sources=sources, limit=limit, progress=progress
             )
