@@ -127,7 +127,7 @@ def curate_deployment(settings: Settings, cron: str, name: str):
 
 
 def _print_stages(stages: list[dict[str, Any]]) -> None:
-    table = Table("stage", "seconds", "looked at", "new rows", "detail", title="run")
+    table = Table("stage", "seconds", "looked at", "written", "detail", title="run")
     for s in stages:
         detail = ", ".join(
             f"{k} {v}" for k, v in s["detail"].items() if k != "files" and v not in (None, {})
