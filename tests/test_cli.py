@@ -89,7 +89,7 @@ def test_sql_on_a_missing_store(pitfall):
 
 def test_stats(filled):
     out = filled("stats").output
-    assert "schema v3" in out
+    assert "schema v4" in out
     assert "problems       │ 1,823" in out
     assert "gsm8k/test.jsonl" in out and "1319" in out
     assert "empty answer ('answer')" in out

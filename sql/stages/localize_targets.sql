@@ -1,25 +1,18 @@
 -- Traces $method has not localized yet, with their outcome and steps.
--- The outcome is the verdict of $verifier, else of an imported verifier; only
+-- The outcome comes from trace_outcomes (migration 004); only
 -- settled outcomes count (timeouts and errors stay out). Per problem, only the
 -- first $per_problem wrong traces by sample index are candidates (0: all); the
 -- ranking covers localized traces too, so a rerun does not reach for more.
 -- With $need_gold, problems without a gold answer are left out (rollouts need
 -- one). $sources limits the problems when non-empty; $limit caps the rows (0: none).
-WITH outcome AS (
-    SELECT trace_id,
-           arg_min(status, CASE WHEN verifier = $verifier THEN 0 ELSE 1 END) AS status
-    FROM verdicts
-    WHERE verifier = $verifier OR verifier LIKE 'imported:%'
-    GROUP BY trace_id
-),
-ranked AS (
+WITH ranked AS (
     SELECT t.trace_id, t.problem_id, t.prompt, t.completion, o.status,
            row_number() OVER (
                PARTITION BY t.problem_id, o.status = 'correct'
                ORDER BY t.sample_index, t.trace_id
            ) AS rank
     FROM traces t
-    JOIN outcome o USING (trace_id)
+    JOIN trace_outcomes($verifier) o USING (trace_id)
     WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
 ),
 step_lists AS (

@@ -1,14 +1,7 @@
 -- Every trace with a settled outcome (verdict of $verifier, else an imported
 -- one), its steps and its first error under $method (NULL: not localized),
 -- in sample order per problem.
-WITH outcome AS (
-    SELECT trace_id,
-           arg_min(status, CASE WHEN verifier = $verifier THEN 0 ELSE 1 END) AS status
-    FROM verdicts
-    WHERE verifier = $verifier OR verifier LIKE 'imported:%'
-    GROUP BY trace_id
-),
-step_lists AS (
+WITH step_lists AS (
     SELECT trace_id,
            list(char_start ORDER BY step_index) AS starts,
            list(char_end ORDER BY step_index)   AS ends,
@@ -19,7 +12,7 @@ step_lists AS (
 SELECT t.trace_id, t.problem_id, t.prompt, t.completion, t.sample_index,
        o.status = 'correct' AS correct, s.starts, s.ends, s.step_texts, f.first_error
 FROM traces t
-JOIN outcome o USING (trace_id)
+JOIN trace_outcomes($verifier) o USING (trace_id)
 LEFT JOIN step_lists s USING (trace_id)
 LEFT JOIN first_errors f ON f.trace_id = t.trace_id AND f.method = $method
 WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
