@@ -85,6 +85,8 @@ def localize(
     if k:
         settings.localize.k = k
     loc, teacher = settings.localize, settings.teacher
+    if method == "prm" and not loc.prm_model:
+        raise _fail("method prm needs \\[localize] prm_model", BAD_INPUT)
     sources = list(source or [])
     with _open_writer(settings, f"localize {method}") as store, _bars() as bars:
         progress = _progress_factory(bars)
@@ -113,11 +115,14 @@ def localize(
                 store, critic, settings, sources=sources, limit=limit, progress=progress
             )
         elif method == "prm":
-            if not loc.prm_model:
-                raise _fail("method prm needs \\[localize] prm_model", BAD_INPUT)
             from pipeline.localize.prm import PRMScorer
 
-            scorer = PRMScorer(loc.prm_model, loc.prm_separator, loc.prm_threshold)
+            scorer = PRMScorer(
+                loc.prm_model,
+                loc.prm_separator,
+                loc.prm_threshold,
+                trust_remote_code=loc.prm_trust_remote_code,
+            )
             summary = localize_prm(
                 store, scorer, settings, sources=sources, limit=limit, progress=progress
             )

@@ -146,6 +146,9 @@ class LocalizeSettings(Section):
         "<extra_0>", description="token between steps (Qwen2.5-Math-PRM: <extra_0>)"
     )
     prm_threshold: float = Field(0.5, gt=0, lt=1)
+    prm_trust_remote_code: bool = Field(
+        False, description="run the PRM checkpoint's own modeling code (Qwen2.5-Math-PRM needs it)"
+    )
     # consensus
     consensus: list[str] = Field(
         ["mc-binary", "judge"], min_length=2, max_length=2, description="the two methods"

@@ -72,3 +72,9 @@ def test_truncated_input_is_undetermined_not_clean(tmp_path):
 def test_separator_must_be_one_token(tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
         PRMScorer(str(STUDENT), separator="<not a token>")
+
+
+def test_prm_method_needs_a_model(pitfall):
+    result = pitfall("localize", "--method", "prm", ok=False)
+    assert result.exit_code == 2
+    assert "prm_model" in result.output
