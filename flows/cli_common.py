@@ -75,6 +75,16 @@ def _settings(ctx: typer.Context) -> Settings:
     return ctx.obj
 
 
+def _override(section, **flags: Any) -> None:
+    """Set the flags that were given on a settings section; a bad value is exit 2."""
+    try:
+        for key, value in flags.items():
+            if value:
+                setattr(section, key, value)
+    except ValueError as exc:  # validate_assignment
+        raise _fail(str(exc).splitlines()[0], BAD_INPUT) from None
+
+
 def _open_writer(settings: Settings, command: str) -> Store:
     try:
         return Store.writer(

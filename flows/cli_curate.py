@@ -16,6 +16,7 @@ from flows.cli_common import (
     _fail,
     _open_reader,
     _open_writer,
+    _override,
     _progress_factory,
     _rich_table,
     _settings,
@@ -92,10 +93,13 @@ def localize(
         progress = _progress_factory(bars)
         segment_pending(store, settings, progress)
         options = teacher.model_dump(exclude={"backend", "model"})
+        kind = loc.backend or teacher.backend
+
+        def lazy(model: str) -> LazyBackend:  # nothing left to localize: no model loaded
+            return LazyBackend(model, lambda: make_backend(kind, model, **options))
+
         if method in ("mc-binary", "mc-linear"):
-            kind, model = loc.backend or teacher.backend, loc.model or teacher.model
-            # built on first use: nothing left to localize, no model loaded
-            backend = LazyBackend(model, lambda: make_backend(kind, model, **options))
+            backend = lazy(loc.model or teacher.model)
             with VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool:
                 summary = localize_monte_carlo(
                     store,
@@ -108,9 +112,7 @@ def localize(
                     progress=progress,
                 )
         elif method == "judge":
-            kind = loc.backend or teacher.backend
-            model = loc.judge_model or loc.model or teacher.model
-            critic = LazyBackend(model, lambda: make_backend(kind, model, **options))
+            critic = lazy(loc.judge_model or loc.model or teacher.model)
             summary = localize_judge(
                 store, critic, settings, sources=sources, limit=limit, progress=progress
             )
@@ -227,13 +229,7 @@ def reweight_command(
     previous rows.
     """
     settings = _settings(ctx)
-    try:
-        if select:
-            settings.reweight.select = select
-        if weight:
-            settings.reweight.weight = weight
-    except ValueError as exc:
-        raise _fail(str(exc).splitlines()[0], BAD_INPUT) from None
+    _override(settings.reweight, select=select, weight=weight)
     with _open_writer(settings, "reweight") as store:
         selection = reweight(store, settings, model)
         store.close("ok", {"selected": selection.height})

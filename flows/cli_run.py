@@ -14,6 +14,7 @@ from flows.cli_common import (
     _bars,
     _fail,
     _open_reader,
+    _override,
     _progress_factory,
     _settings,
     app,
@@ -22,10 +23,9 @@ from flows.cli_common import (
 from pipeline.config import STAGES, Settings
 from pipeline.readers import SourceError
 from pipeline.store import StoreLocked
-from pipeline.verify import VERIFIER
 
 
-def _overrides(settings: Settings) -> dict:
+def _flow_overrides(settings: Settings) -> dict:
     """The resolved settings as the flow's JSON parameter (file, env and flags applied)."""
     return settings.model_dump(mode="json", exclude={"config_file"})
 
@@ -55,19 +55,11 @@ def run(
     and a killed run picks up where it stopped.
     """
     settings = _settings(ctx)
-    try:
-        if stage:
-            settings.run.stages = stage
-        if ray:
-            settings.run.ray = ray
-        if on_locked:
-            settings.run.on_locked = on_locked
-    except ValueError as exc:
-        raise _fail(str(exc).splitlines()[0], BAD_INPUT) from None
+    _override(settings.run, stages=stage, ray=ray, on_locked=on_locked)
     with _bars() as bars:
         curate_module.progress_bars = _progress_factory(bars)
         try:
-            summary = curate_module.curate(overrides=_overrides(settings))
+            summary = curate_module.curate(overrides=_flow_overrides(settings))
         except StoreLocked as exc:
             raise _fail(str(exc), LOCKED) from None
         except SourceError as exc:
@@ -88,8 +80,7 @@ def report(ctx: typer.Context) -> None:
     """What the store holds: problems, traces, pass rate, localized failures, pairs, SFT rows."""
     settings = _settings(ctx)
     with _open_reader(settings) as store:
-        row = store.stage("report", {"verifier": VERIFIER}).to_dicts()[0]
-        pairs = dict(store.stage("pairs_by_kind").iter_rows())
+        row, pairs = curate_module.store_report(store)
     _print_report(row, pairs, [])
 
 
@@ -120,7 +111,7 @@ def curate_deployment(settings: Settings, cron: str, name: str):
 
     try:
         return curate_module.curate.to_deployment(
-            name=name, cron=cron, parameters={"overrides": _overrides(settings)}
+            name=name, cron=cron, parameters={"overrides": _flow_overrides(settings)}
         )
     except ValidationError:
         raise _fail(f"not a cron expression: {cron!r}", BAD_INPUT) from None

@@ -72,7 +72,7 @@ class RunContext:
 
                 self._pool = RayVerifyPool(self.settings.run.ray, v.timeout_s)
             else:
-                self._pool = VerifyPool(v.workers, v.timeout_s).__enter__()  # starts the workers
+                self._pool = VerifyPool(v.workers, v.timeout_s).start()
         return self._pool
 
     def close(self) -> None:
@@ -215,6 +215,12 @@ def export_stage(ctx: RunContext) -> StageResult:
     return _timed("export", run)
 
 
+def store_report(store: Store) -> tuple[dict, dict[str, int]]:
+    """The store's totals (one row) and its pairs by kind."""
+    report = store.stage("report", {"verifier": VERIFIER}).to_dicts()[0]
+    return report, dict(store.stage("pairs_by_kind").iter_rows())
+
+
 @flow(name="pitfall-curate", log_prints=True)
 def curate(config: str | None = None, overrides: dict | None = None) -> dict:
     """Run the configured stages. ``config`` is a pitfall.toml (default:
@@ -249,8 +255,7 @@ def curate(config: str | None = None, overrides: dict | None = None) -> dict:
                     results.append(stage(ctx))
         finally:
             ctx.close()
-        report = store.stage("report", {"verifier": VERIFIER}).to_dicts()[0]
-        pairs = dict(store.stage("pairs_by_kind").iter_rows())
+        report, pairs = store_report(store)
         summary = {
             "stages": [asdict(r) for r in results],
             "report": report,

@@ -16,7 +16,7 @@ from pipeline.keys import content_key
 from pipeline.localize.judge import critique_prompt, vote
 from pipeline.localize.monte_carlo import SEARCHES, run_searches
 from pipeline.localize.rollouts import Policy, Rollout, Target
-from pipeline.sampling import Backend, Request, SamplingParams, request_seed
+from pipeline.sampling import Backend, Request, SamplingParams, render_prompt, request_seed
 from pipeline.segment import segment_traces
 from pipeline.store import Store
 from pipeline.verify import VERIFIER, VerifyPool
@@ -59,7 +59,7 @@ def segment_pending(store: Store, settings: Settings, progress: Progress | None 
 
 
 def targets(
-    store: Store, method: str, *, need_gold: bool, per_problem: int = 0, sources=(), limit=0
+    store: Store, settings: Settings, method: str, *, need_gold: bool, sources=(), limit=0
 ) -> pl.DataFrame:
     return store.stage(
         "localize_targets",
@@ -67,7 +67,7 @@ def targets(
             "method": method,
             "verifier": VERIFIER,
             "need_gold": need_gold,
-            "per_problem": per_problem,
+            "per_problem": settings.localize.per_problem,
             "sources": list(sources),
             "limit": limit,
         },
@@ -99,14 +99,7 @@ def localize_monte_carlo(
 ) -> LocalizeSummary:
     if method not in SEARCHES:
         raise ValueError(f"{method} is not a Monte-Carlo method")
-    frame = targets(
-        store,
-        method,
-        need_gold=True,
-        per_problem=settings.localize.per_problem,
-        sources=sources,
-        limit=limit,
-    )
+    frame = targets(store, settings, method, need_gold=True, sources=sources, limit=limit)
     summary = LocalizeSummary(method, traces=frame.height)
     if frame.height == 0:
         return summary
@@ -171,14 +164,7 @@ def localize_judge(
     progress: Progress | None = None,
 ) -> LocalizeSummary:
     loc = settings.localize
-    frame = targets(
-        store,
-        "judge",
-        need_gold=False,
-        per_problem=settings.localize.per_problem,
-        sources=sources,
-        limit=limit,
-    )
+    frame = targets(store, settings, "judge", need_gold=False, sources=sources, limit=limit)
     summary = LocalizeSummary("judge", traces=frame.height)
     params = SamplingParams(loc.judge_temperature, 1.0, loc.judge_max_tokens, loc.seed, "chat")
     chunk = settings.teacher.commit_every
@@ -232,16 +218,7 @@ def localize_prm(
     limit: int = 0,
     progress: Progress | None = None,
 ) -> LocalizeSummary:
-    from pipeline.sampling import render_prompt
-
-    frame = targets(
-        store,
-        "prm",
-        need_gold=False,
-        per_problem=settings.localize.per_problem,
-        sources=sources,
-        limit=limit,
-    )
+    frame = targets(store, settings, "prm", need_gold=False, sources=sources, limit=limit)
     summary = LocalizeSummary("prm", traces=frame.height)
     advance = progress("scoring", frame.height) if progress and frame.height else None
     rows = []

@@ -9,6 +9,7 @@ for the same samples again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -80,10 +81,10 @@ def run_sampling(
         "sources": sources,
     }
     summary = SampleSummary()
-    own_pool = pool is None
-    if own_pool:
-        pool = VerifyPool(settings.verify.workers, settings.verify.timeout_s).__enter__()
-    try:
+    v = settings.verify
+    with (
+        VerifyPool(v.workers, v.timeout_s) if pool is None else contextlib.nullcontext(pool) as pool
+    ):
         # left by a killed run
         summary.verdicts.update(verify_pending(store, settings, pool, progress))
         for round_no in range(settings.dart.max_rounds + 1):
@@ -100,9 +101,6 @@ def run_sampling(
                 store, backend, params, todo, summary, progress, settings.teacher.commit_every
             )
             summary.verdicts.update(verify_pending(store, settings, pool, progress))
-    finally:
-        if own_pool:
-            pool.close()
     return summary
 
 

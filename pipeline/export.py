@@ -38,8 +38,9 @@ class Exported:
 
 
 def preference_rows(pairs: pl.DataFrame) -> pl.DataFrame:
-    return pairs.select("prompt", "chosen", "rejected", "problem_id", "chosen_trace_id",
-                        "rejected_trace_id")  # fmt: skip
+    return pairs.select(
+        "prompt", "chosen", "rejected", "problem_id", "chosen_trace_id", "rejected_trace_id"
+    )
 
 
 def stepwise_rows(pairs: pl.DataFrame) -> pl.DataFrame:

@@ -262,20 +262,12 @@ class Store:
         with self.connection() as con:
             for offset in range(0, data.num_rows, self.batch_rows):
                 batch = data.slice(offset, self.batch_rows)
-                con.register("_incoming", _first_per_key(batch, key))
-                try:
-                    con.execute("BEGIN TRANSACTION")
+                with _staged(con, _first_per_key(batch, key)):
                     # an anti-join is ~1.5x faster here than INSERT OR IGNORE
                     inserted = con.execute(
                         f"INSERT INTO {table} BY NAME "
                         f"SELECT * FROM _incoming ANTI JOIN {table} USING ({key})"
                     ).fetchone()[0]
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                finally:
-                    con.unregister("_incoming")
                 total += InsertResult(table, inserted, batch.num_rows - inserted)
         return total
 
@@ -287,12 +279,8 @@ class Store:
         data = self._with_run_id(table, rows)
         if data.num_rows == 0:
             return 0
-        with self.connection() as con:
-            con.register("_incoming", data)
-            try:
-                con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _incoming")
-            finally:
-                con.unregister("_incoming")
+        with self.connection() as con, _staged(con, data):
+            con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _incoming")
         return data.num_rows
 
     def replace_where(self, table: str, column: str, value: str, rows: TableLike) -> int:
@@ -303,19 +291,10 @@ class Store:
         if column not in self._table_columns(table):
             raise StoreError(f"{table} has no column {column!r}")
         data = self._with_run_id(table, rows)
-        with self.connection() as con:
-            con.register("_incoming", data)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
-                if data.num_rows:
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("_incoming")
+        with self.connection() as con, _staged(con, data):
+            con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+            if data.num_rows:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
         return data.num_rows
 
     def execute(self, sql: str, params: list | None = None) -> None:
@@ -393,6 +372,22 @@ class Store:
                     ).fetchall()
                 }
         return self._columns[table]
+
+
+@contextlib.contextmanager
+def _staged(con: duckdb.DuckDBPyConnection, data: pa.Table) -> Iterator[None]:
+    """``data`` visible as ``_incoming`` inside one transaction, rolled back on any error."""
+    con.register("_incoming", data)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.unregister("_incoming")
 
 
 def _first_per_key(batch: pa.Table, key: str) -> pa.Table:

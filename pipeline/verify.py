@@ -152,9 +152,12 @@ class VerifyPool:
         self._ctx.set_forkserver_preload(["math_verify", "sympy", "pipeline.verify"])
         self._procs: list[tuple[mp.Process, Connection]] = []
 
-    def __enter__(self) -> VerifyPool:
+    def start(self) -> VerifyPool:
         self._procs = [self._spawn() for _ in range(self.workers)]
         return self
+
+    def __enter__(self) -> VerifyPool:
+        return self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -33,10 +33,6 @@ class LazyBackend:
         self._factory = factory
         self._backend: Backend | None = None
 
-    @property
-    def loaded(self) -> bool:
-        return self._backend is not None
-
     def _get(self) -> Backend:
         if self._backend is None:
             self._backend = self._factory()
