@@ -376,6 +376,13 @@ def sample(
     model: Annotated[
         str | None, typer.Option(help="Model path or name (default: \\[teacher] model).")
     ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Copies of the model, each on its own cores or GPU (default: \\[teacher] replicas).",
+        ),
+    ] = None,
     strategy: Annotated[
         str | None, typer.Option(help="DART strategy: fixed | uniform | prop2diff.")
     ] = None,
@@ -401,7 +408,9 @@ def sample(
     """
     settings = _settings(ctx)
     teacher = settings.teacher.model_copy(
-        update={k: v for k, v in {"backend": backend, "model": model}.items() if v}
+        update={
+            k: v for k, v in {"backend": backend, "model": model, "replicas": replicas}.items() if v
+        }
     )
     dart = {
         "strategy": strategy,

@@ -64,6 +64,13 @@ class TeacherSettings(Section):
     seed: int = Field(
         0, description="base seed; request seeds derive from it, the problem and the sample index"
     )
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="vllm/transformers: copies of the model in worker processes, each on its"
+        " own share of the CPU cores (or its own GPU); a tiny model on a CPU samples faster"
+        " with one per core",
+    )
     # vllm
     gpu_memory_utilization: float = Field(
         0.15, gt=0, le=1, description="share of (GPU or CPU) memory vLLM reserves"

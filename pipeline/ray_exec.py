@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pipeline.backends.replicas import deal, gather
 from pipeline.sampling import Completion, Request, SamplingParams
 from pipeline.verify import CHUNK, Check, Outcome, check_one
 
@@ -153,6 +154,7 @@ class RayShardedBackend:
         else:
             n, need = 1, {"num_cpus": 1}
         actor = ray.remote(**need)(_BackendActor)
+        options = {**options, "replicas": 1}  # Ray places the copies itself
         self._actors = [actor.remote(kind, model, options) for _ in range(n)]
 
     def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
@@ -160,18 +162,12 @@ class RayShardedBackend:
 
         if not requests:
             return []
-        n = len(self._actors)
-        shards = [list(range(i, len(requests), n)) for i in range(n)]
+        shards = deal(requests, len(self._actors))
+        busy = [i for i, idx in enumerate(shards) if idx]
         refs = [
-            a.generate.remote([requests[j] for j in idx], params)
-            for a, idx in zip(self._actors, shards, strict=True)
-            if idx
+            self._actors[i].generate.remote([requests[j] for j in shards[i]], params) for i in busy
         ]
-        out: list[list[Completion] | None] = [None] * len(requests)
-        for idx, results in zip([s for s in shards if s], ray.get(refs), strict=True):
-            for j, r in zip(idx, results, strict=True):
-                out[j] = r
-        return out  # type: ignore[return-value]
+        return gather(len(requests), [shards[i] for i in busy], ray.get(refs))
 
     def render(self, problem: str, template: str) -> str:
         import ray

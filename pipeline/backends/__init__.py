@@ -7,8 +7,16 @@ from collections.abc import Callable
 from pipeline.sampling import Backend, Completion, Request, SamplingParams
 
 
-def make_backend(kind: str, model: str, **options) -> Backend:
-    """The backend named in ``[teacher] backend``; heavy imports happen only here."""
+def make_backend(kind: str, model: str, *, replicas: int = 1, **options) -> Backend:
+    """The backend named in ``[teacher] backend``; heavy imports happen only here.
+
+    ``replicas`` > 1 runs that many copies in worker processes, each on its own
+    share of the CPU cores (or its own GPU), with requests dealt out between them.
+    """
+    if replicas > 1:
+        from pipeline.backends.replicas import ReplicatedBackend
+
+        return ReplicatedBackend(kind, model, replicas, options)
     if kind == "vllm":
         from pipeline.backends.vllm_backend import VLLMBackend
 
