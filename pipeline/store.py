@@ -13,6 +13,14 @@ ones per file):
 Rows go in through :meth:`Store.insert_new`: rows whose key already exists are
 skipped and counted, never duplicated, and every row records the run that
 wrote it.
+
+Failures: the store's path is resolved (symlinks) before anything is derived
+from it, so one file has one lock. A store written by a newer pitfall (a
+higher schema version) is never written and reads with a :class:`StoreWarning`.
+DuckDB failing to read or write the file (a full disk, a damaged file) comes out
+as a :class:`StoreError` naming the store and the original cause. A run ends
+``ok``, ``failed`` or ``interrupted`` (stopped by a signal); one that could not
+close itself (SIGKILL) is marked ``interrupted`` by the next writer.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +66,18 @@ class QueryError(StoreError):
     """DuckDB refused a query (syntax, unknown table, a write on a read-only store, ...)."""
 
 
+class StoreWarning(UserWarning):
+    """The store can be read, though not entirely as this pitfall expects (a newer schema)."""
+
+
+# What DuckDB raises when the store itself cannot be read or written: I/O (a
+# full disk, a file it cannot read or does not recognise), a failed commit, a
+# database invalidated by an earlier such error. These become a StoreError
+# naming the store; other errors (a bad query, a constraint) are bugs and keep
+# their traceback.
+_STORE_FAILURES = (duckdb.OperationalError, duckdb.FatalException, duckdb.InternalException)
+
+
 @dataclass(frozen=True)
 class InsertResult:
     table: str
@@ -70,7 +91,13 @@ class InsertResult:
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
-    return "lock" in str(exc).lower()
+    # not just "lock": a store under /home/blocky/ is no reason to wait
+    return isinstance(exc, duckdb.IOException) and "conflicting lock" in str(exc).lower()
+
+
+def _known_version(pending: list[Migration]) -> int:
+    """The schema version this code writes: its newest migration (the baseline is 1)."""
+    return max((m.version for m in pending), default=1)
 
 
 class _WriteLock:
@@ -78,8 +105,13 @@ class _WriteLock:
 
     def __init__(self, db_path: Path, command: str, wait_s: float = 0.0):
         self.path = db_path.with_name(db_path.name + ".lock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only folder or medium
+            raise StoreError(
+                f"cannot write store {db_path}: its lock file {self.path}: {exc.strerror}"
+            ) from exc
         deadline = time.monotonic() + wait_s
         while True:
             try:
@@ -103,8 +135,10 @@ class _WriteLock:
             "command": command,
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(note).encode(), 0)
+        # the note only names the holder: a full disk is reported by the write that needs space
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, json.dumps(note).encode(), 0)
 
     def _read_holder(self) -> dict:
         try:
@@ -124,7 +158,9 @@ class Store:
     """Use :meth:`writer` or :meth:`reader`; both are context managers."""
 
     def __init__(self, path: Path, *, read_only: bool, open_timeout_s: float, batch_rows: int):
-        self.path = Path(path)
+        # Resolved: the lock and DuckDB's .wal sit beside the real file, whatever
+        # symlink a command was given (a lock beside a link let two writers in).
+        self.path = Path(path).resolve()
         self.read_only = read_only
         self.open_timeout_s = open_timeout_s
         self.batch_rows = batch_rows
@@ -150,28 +186,42 @@ class Store:
         lock_wait_s: float = 0.0,
     ) -> Store:
         """Take the write lock (waiting up to ``lock_wait_s`` for another writer to
-        finish), create or upgrade the schema and open a run."""
+        finish), create or upgrade the schema and open a run.
+
+        A store of a newer schema than this code's is refused before anything
+        writes to it; runs left ``running`` by a killed writer are marked
+        ``interrupted``."""
         store = cls(
             Path(path), read_only=False, open_timeout_s=open_timeout_s, batch_rows=batch_rows
         )
         store._lock = _WriteLock(store.path, command, lock_wait_s)
+        pending = migrations() + list(extra_migrations or [])
         try:
-            with store.connection() as con:
-                _migrate(con, migrations() + list(extra_migrations or []))
-                store.run_id = uuid.uuid4().hex
-                con.execute(
-                    "INSERT INTO runs (run_id, command, argv, config, pid, host, version) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        store.run_id,
-                        command,
-                        json.dumps(sys.argv),
-                        json.dumps(config, default=str) if config is not None else None,
-                        os.getpid(),
-                        socket.gethostname(),
-                        __version__,
-                    ],
+            # read-only first: the refusal must not leave a checkpoint behind
+            stored = store._stored_version() if store.path.exists() else 0
+            if stored > _known_version(pending):
+                raise StoreError(
+                    f"store {store.path} has schema version {stored}; this pitfall "
+                    f"({__version__}) knows up to {_known_version(pending)}: upgrade pitfall"
                 )
+            with store.connection() as con:
+                _migrate(con, pending)
+                store.run_id = uuid.uuid4().hex
+                with _transaction(con):
+                    _mark_interrupted(con, store.run_id)
+                    con.execute(
+                        "INSERT INTO runs (run_id, command, argv, config, pid, host, version) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            store.run_id,
+                            command,
+                            json.dumps(sys.argv),
+                            json.dumps(config, default=str) if config is not None else None,
+                            os.getpid(),
+                            socket.gethostname(),
+                            __version__,
+                        ],
+                    )
         except BaseException:
             store._lock.release()
             raise
@@ -179,40 +229,76 @@ class Store:
 
     @classmethod
     def reader(cls, path: Path | str, *, open_timeout_s: float = 30.0) -> Store:
-        path = Path(path)
-        if not path.is_file():
+        """Open the file once now, so that one DuckDB cannot read fails here rather
+        than mid-command; a store of a newer schema warns (:class:`StoreWarning`)."""
+        store = cls(Path(path), read_only=True, open_timeout_s=open_timeout_s, batch_rows=0)
+        if not store.path.is_file():
             raise StoreMissing(f"no store at {path} (create one with `pitfall ingest`)")
-        return cls(path, read_only=True, open_timeout_s=open_timeout_s, batch_rows=0)
+        stored, known = store._stored_version(), _known_version(migrations())
+        if stored > known:
+            warnings.warn(
+                f"store {store.path} has schema version {stored}; this pitfall ({__version__}) "
+                f"knows up to {known}: what it reads may be incomplete; upgrade pitfall",
+                StoreWarning,
+                stacklevel=2,
+            )
+        return store
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The DuckDB connection, opened for the outermost ``with`` and closed after it."""
+        """The DuckDB connection, opened for the outermost ``with`` and closed after it.
+
+        DuckDB failing to read or write the file is raised as a StoreError."""
         if self._con is None:
-            self._con = self._connect()
+            self._con = self._connect(self.read_only)
         self._depth += 1
         try:
             yield self._con
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self._con.close()
-                self._con = None
+        except _STORE_FAILURES as exc:
+            self._leave(failing=True)
+            raise StoreError(f"store {self.path}: {exc}") from exc
+        except BaseException:
+            self._leave(failing=True)
+            raise
+        self._leave(failing=False)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        if not self.read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _leave(self, failing: bool) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            con, self._con = self._con, None
+            try:
+                con.close()  # a writer's close checkpoints: a write, which can fail
+            except duckdb.Error as exc:
+                if not failing:  # else the error on its way out is the one to report
+                    raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def _stored_version(self) -> int:
+        """The schema version the file records (0: none yet), through a read-only connection."""
+        con = self._connect(read_only=True)
+        try:
+            if not con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'"
+            ).fetchone()[0]:
+                return 0
+            return con.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        except _STORE_FAILURES as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+        finally:
+            con.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.open_timeout_s
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
                     raise StoreError(f"cannot open {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        if not self.read_only:
+        if not read_only:
             # Completions are long natural-language text: zstd stores them in
             # about a fifth of their JSONL size where FSST manages a third.
             con.execute("PRAGMA force_compression='zstd'")
@@ -241,8 +327,19 @@ class Store:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.read_only:
-            self.close("failed" if exc_type else "ok")
+        if self.read_only:
+            return
+        if exc_type is None:
+            self.close("ok")
+            return
+        # Outside Exception are the ways a process is stopped from outside:
+        # KeyboardInterrupt (SIGINT, and SIGTERM in the CLI), SystemExit,
+        # Prefect's TerminationSignal. The work did not fail; it was interrupted.
+        status = "failed" if issubclass(exc_type, Exception) else "interrupted"
+        # The store may be what failed (a full disk): the error on its way out is
+        # the one to report. A run left 'running' is marked by the next writer.
+        with contextlib.suppress(Exception):
+            self.close(status)
 
     # ------------------------------------------------------------------ writes
 
@@ -311,6 +408,8 @@ class Store:
             try:
                 rel = con.sql(sql, params=params) if params else con.sql(sql)
                 return pl.DataFrame() if rel is None else rel.pl()
+            except _STORE_FAILURES:
+                raise  # the file, not the query: a StoreError naming the store
             except duckdb.Error as exc:
                 raise QueryError(str(exc)) from exc
 
@@ -375,19 +474,48 @@ class Store:
 
 
 @contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction, rolled back on any error; that error is the one raised."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        # A COMMIT that failed (no space left for the WAL) has ended the
+        # transaction already; ROLLBACK's "no transaction is active" would hide why.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
 def _staged(con: duckdb.DuckDBPyConnection, data: pa.Table) -> Iterator[None]:
     """``data`` visible as ``_incoming`` inside one transaction, rolled back on any error."""
     con.register("_incoming", data)
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with _transaction(con):
             yield
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
-        con.unregister("_incoming")
+        # a connection DuckDB invalidated after a failed write refuses this too
+        with contextlib.suppress(duckdb.Error):
+            con.unregister("_incoming")
+
+
+def _mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Mark the runs a killed writer left ``running`` (SIGKILL, a crash, a power cut).
+
+    Called with the write lock held, which proves that no other writer of this
+    store is alive. Their finished_at stays NULL: when they died is not known.
+    """
+    found = datetime.now(UTC).isoformat(timespec="seconds")
+    note = (
+        f"found running at {found} by run {run_id}, with no live writer: "
+        "its process ended without closing it"
+    )
+    con.execute(
+        "UPDATE runs SET status = 'interrupted', summary = ? WHERE status = 'running'",
+        [json.dumps({"interrupted": note})],
+    )
 
 
 def _first_per_key(batch: pa.Table, key: str) -> pa.Table:
@@ -403,21 +531,15 @@ def _migrate(con: duckdb.DuckDBPyConnection, pending: list[Migration]) -> None:
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'"
     ).fetchone()[0]
     if not has_versions:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(schema_sql())
-        con.execute("INSERT INTO schema_version (version, name) VALUES (1, 'schema')")
-        con.execute("COMMIT")
+        with _transaction(con):
+            con.execute(schema_sql())
+            con.execute("INSERT INTO schema_version (version, name) VALUES (1, 'schema')")
     current = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
     for m in sorted(pending, key=lambda m: m.version):
         if m.version <= current:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with _transaction(con):
             con.execute(m.sql)
             con.execute(
                 "INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name]
             )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise

@@ -173,7 +173,8 @@ def test_lock_of_a_killed_writer_is_released(store_path):
     subprocess.run([sys.executable, "-c", script], check=False)
     with Store.writer(store_path, command="next") as store:
         statuses = dict(store.query("SELECT command, status FROM runs").iter_rows())
-    assert statuses == {"doomed": "running", "next": "running"}
+    # the lock proves the doomed writer is gone: the next one marks its run
+    assert statuses == {"doomed": "interrupted", "next": "running"}
 
 
 def test_older_store_upgrades_without_loss(store_path):
