@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,11 +20,50 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from pipeline.config import ConfigError, Settings, load_settings
-from pipeline.store import Store, StoreError, StoreLocked, StoreMissing
+from pipeline.store import Store, StoreError, StoreLocked, StoreMissing, StoreWarning
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise _Stopped(signum)
+
+
+class _Commands(TyperGroup):
+    """Around every command: a store that cannot be opened, read or written is
+    one `error:` line (exit 1), never a traceback; SIGTERM unwinds like Ctrl-C,
+    so context managers mark the run interrupted, stop worker processes and
+    free the lock, and the exit code is 128 + the signal's number."""
+
+    def invoke(self, ctx):
+        main = threading.current_thread() is threading.main_thread()  # where handlers can be set
+        previous = signal.signal(signal.SIGTERM, _stop) if main else None
+        try:
+            return super().invoke(ctx)
+        except StoreLocked as exc:
+            raise _fail(escape(str(exc)), LOCKED) from None
+        except StoreError as exc:
+            raise _fail(escape(str(exc))) from None
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            raise _fail(f"stopped by {signal.Signals(signum).name}", 128 + signum) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="pitfall",
     help="Curate post-training data from a teacher's successes [bold]and[/bold] its mistakes.\n\n"
     "Stages write to one DuckDB trace store; query it with [cyan]pitfall sql[/cyan].",
@@ -51,6 +94,7 @@ def main(
             envvar="PITFALL_STORE",
             help="Trace store file (DuckDB). Default: store.path in the config, data/store/pitfall.duckdb.",
             show_default=False,
+            readable=False,  # one that is not readable is the store's error line, not a usage box
         ),
     ] = None,
     config: Annotated[
@@ -95,16 +139,25 @@ def _open_writer(settings: Settings, command: str) -> Store:
             batch_rows=settings.store.batch_rows,
         )
     except StoreLocked as exc:
-        raise _fail(str(exc), LOCKED) from None
+        raise _fail(escape(str(exc)), LOCKED) from None
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(escape(str(exc))) from None
 
 
 def _open_reader(settings: Settings) -> Store:
+    """A reader; a store from a newer pitfall is read after one `warning:` line."""
     try:
-        return Store.reader(settings.store.path, open_timeout_s=settings.store.open_timeout_s)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StoreWarning)
+            store = Store.reader(settings.store.path, open_timeout_s=settings.store.open_timeout_s)
     except StoreMissing as exc:
         raise _fail(str(exc), BAD_INPUT) from None
+    for w in caught:
+        if issubclass(w.category, StoreWarning):
+            err.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", highlight=False)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return store
 
 
 def _progress_factory(progress: Progress):

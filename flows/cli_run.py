@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -22,7 +24,7 @@ from flows.cli_common import (
 )
 from pipeline.config import STAGES, Settings
 from pipeline.readers import SourceError
-from pipeline.store import StoreLocked
+from pipeline.store import StoreError, StoreLocked
 
 
 def _flow_overrides(settings: Settings) -> dict:
@@ -56,7 +58,7 @@ def run(
     """
     settings = _settings(ctx)
     _override(settings.run, stages=stage, ray=ray, on_locked=on_locked)
-    with _bars() as bars:
+    with _bars() as bars, _no_traceback_for(StoreError, SourceError):
         curate_module.progress_bars = _progress_factory(bars)
         try:
             summary = curate_module.curate(overrides=_flow_overrides(settings))
@@ -73,6 +75,27 @@ def run(
         "next: [cyan]pitfall report[/cyan], [cyan]pitfall sql pass_rate_per_problem[/cyan], "
         '[cyan]pitfall sql "select * from first_errors limit 5"[/cyan]'
     )
+
+
+@contextlib.contextmanager
+def _no_traceback_for(*errors: type[BaseException]):
+    """Prefect logs a flow's or task's exception with its traceback. The errors
+    `run` reports itself in one line (a store it cannot read or write, bad
+    input) are then logged by Prefect without one."""
+
+    def drop_traceback(record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], errors):
+            record.exc_info = record.exc_text = None
+        return True
+
+    loggers = [logging.getLogger(f"prefect.{name}") for name in ("flow_runs", "task_runs")]
+    for logger in loggers:
+        logger.addFilter(drop_traceback)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop_traceback)
 
 
 @app.command()
