@@ -29,8 +29,8 @@ from pipeline.ingest import (
     ColumnMap,
     IngestLimits,
     problem_row,
-    quarantine_row,
-    raw_text,
+    quarantine_record,
+    record_row,
 )
 from pipeline.keys import content_key, params_key, trace_key
 from pipeline.readers import Record
@@ -64,6 +64,7 @@ FIRST_ERROR_SCHEMA = {
     "detail": pl.String,
 }
 ANNOTATED = "annotated"
+INT32_MAX = 2**31 - 1
 
 
 def first_error_key(trace_id: str, method: str) -> str:
@@ -92,35 +93,34 @@ def to_traces(
     steps_col: str | None = None,
     label_col: str | None = None,
     model_col: str | None = None,
+    seen: dict[str, int] | None = None,
 ) -> Imported:
+    """Split records into frames. ``seen`` counts the generations taken per
+    problem so far, updated in place: pass the same dict for each chunk of one source."""
     params = {"origin": "imported", "source": source}
     pid_params = params_key(params)
     problems, traces, verdicts, bad, steps, labels_out = [], [], [], [], [], []
     # a problem can come back in later rows (ProcessBench: one row per generator):
     # its generations are numbered on, so every row keeps its own traces
-    seen: dict[str, int] = {}
+    seen = {} if seen is None else seen
     for rec in records:
-        if rec.row is None:
-            bad.append(
-                quarantine_row("import", source, rec.locator, rec.error or "undecodable", rec.raw)
-            )
-            continue
         try:
-            problem = problem_row(rec.row, source, columns, limits)
+            row = record_row(rec)
+            problem = problem_row(row, source, columns, limits)
             if steps_col:
-                given = _step_list(rec.row, steps_col)
+                given = _step_list(row, steps_col)
                 generations = [given_steps(given)[0]]
             else:
-                generations = _generations(rec.row, generations_col)
-            labels = {c: _labels(rec.row, c, len(generations)) for c in correctness_cols}
+                generations = _generations(row, generations_col)
+            labels = {c: _labels(row, c, len(generations)) for c in correctness_cols}
             annotation = (
-                _first_error_label(rec.row, label_col, len(given) if steps_col else None)
+                _first_error_label(row, label_col, len(given) if steps_col else None)
                 if label_col
                 else None
             )
-            row_model = _model_name(rec.row, model_col) if model_col else model
+            row_model = _model_name(row, model_col) if model_col else model
         except BadRow as exc:
-            bad.append(quarantine_row("import", source, rec.locator, str(exc), raw_text(rec.row)))
+            bad.append(quarantine_record("import", source, rec, str(exc)))
             continue
         problems.append(problem)
         first = seen.get(problem["problem_id"], 0)
@@ -212,8 +212,10 @@ def _first_error_label(row: dict, col: str, n_steps: int | None) -> int | None:
         label = value
     else:
         raise BadRow(f"label column {col!r} holds {type(value).__name__}, not a step index")
-    if label < -1 or (n_steps is not None and label >= n_steps):
-        raise BadRow(f"label {label} is not -1 or a step index (0..{(n_steps or 1) - 1})")
+    # first_error is an INTEGER column: without steps to index, that is the bound
+    top = INT32_MAX if n_steps is None else n_steps - 1
+    if not -1 <= label <= top:
+        raise BadRow(f"label {label} is not -1 or a step index (0..{top})")
     return label
 
 

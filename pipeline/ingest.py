@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -128,16 +129,50 @@ def to_problems(
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     for rec in records:
-        if rec.row is None:
-            bad.append(
-                quarantine_row(stage, source, rec.locator, rec.error or "undecodable", rec.raw)
-            )
-            continue
         try:
-            good.append(problem_row(rec.row, source, columns, limits))
+            good.append(problem_row(record_row(rec), source, columns, limits))
         except BadRow as exc:
-            bad.append(quarantine_row(stage, source, rec.locator, str(exc), raw_text(rec.row)))
+            bad.append(quarantine_record(stage, source, rec, str(exc)))
     return pl.DataFrame(good, schema=PROBLEM_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
+
+
+def record_row(rec: Record) -> dict:
+    """The record's row; BadRow if it could not be read or holds text that cannot be stored."""
+    if rec.row is None:
+        raise BadRow(rec.error or "undecodable")
+    column = _surrogate_column(rec.row)
+    if column is not None:
+        raise BadRow(f"lone surrogate (not valid Unicode) in column {column!r}")
+    return rec.row
+
+
+def quarantine_record(stage: str, source: str, rec: Record, reason: str) -> dict[str, Any]:
+    raw = rec.raw if rec.row is None else raw_text(rec.row)
+    return quarantine_row(stage, source, rec.locator, reason, raw)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_column(row: dict) -> str | None:
+    """The column holding a lone surrogate in its name or anywhere in its value.
+
+    JSON may escape one (``"\\ud800"``); it cannot be encoded, so it would fail
+    the key hash and the store. Walked with a stack: any nesting depth is safe.
+    """
+    for column, value in row.items():
+        stack = [column, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if _SURROGATE.search(item):
+                    return column
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple):
+                stack.extend(item)
+    return None
 
 
 def problem_row(row: dict, source: str, cols: ColumnMap, limits: IngestLimits) -> dict[str, Any]:
@@ -202,20 +237,28 @@ def _text_field(row: dict, col: str, what: str, required: bool = True) -> str | 
 
 
 def _answer_value(value: Any, col: str) -> str:
-    # numeric gold answers are common (GSM8K-style datasets store ints)
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    # numeric gold answers are common (GSM8K-style datasets store ints, Parquet decimals)
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise BadRow(f"answer column {col!r} holds {type(value).__name__}, not text or a number")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise BadRow(f"answer column {col!r} holds {value}")
         return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise BadRow(f"answer column {col!r} holds {value}")
+        # every digit kept ('f', not normalize(), which rounds to 28); 3.50 reads as 3.5
+        text = format(value, "f")
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+        return "0" if text == "-0" else text
     return str(value)
 
 
 def quarantine_row(
     stage: str, source: str, locator: str, reason: str, raw: str | None
 ) -> dict[str, Any]:
-    raw = (raw or "")[:2000]
+    raw = _storable(raw or "")[:2000]
+    reason = _storable(reason)
     return {
         "quarantine_id": quarantine_key(stage, source, locator, reason, raw),
         "stage": stage,
@@ -227,4 +270,13 @@ def quarantine_row(
 
 
 def raw_text(row: dict) -> str:
-    return json.dumps(row, default=str, ensure_ascii=False)[:2000]
+    try:
+        text = json.dumps(row, default=str, ensure_ascii=False)
+    except RecursionError:
+        text = "(nested too deeply to show)"
+    return _storable(text)[:2000]
+
+
+def _storable(text: str) -> str:
+    """Valid UTF-8: a lone surrogate is written out as its escape (``\\ud800``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
