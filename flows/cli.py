@@ -183,6 +183,11 @@ def _print_ingest(summaries: list[IngestSummary], store_path: Path) -> None:
     for s in summaries:
         table.add_row(s.source, str(s.taken), str(s.skipped), str(s.quarantined))
     out.print(table)
+    _warn_quarantined(summaries)
+
+
+def _warn_quarantined(summaries: list) -> None:
+    """The reasons rows went to quarantine, per source (ingest and import summaries)."""
     bad = [s for s in summaries if s.quarantined]
     if bad:
         total = sum(s.quarantined for s in bad)
@@ -290,6 +295,7 @@ def import_traces(
         title=f"import-traces into {settings.store.path}",
         title_justify="left",
     )
+    imported = []
     with _open_writer(settings, "import-traces") as store:
         for name, open_records in sources:
             try:
@@ -308,6 +314,7 @@ def import_traces(
                 )
             except SourceError as exc:
                 raise _fail(str(exc), BAD_INPUT) from None
+            imported.append(s)
             table.add_row(
                 name,
                 *(
@@ -324,6 +331,7 @@ def import_traces(
                 ),
             )
     out.print(table)
+    _warn_quarantined(imported)
 
 
 def _print_verdicts(counts) -> None:
