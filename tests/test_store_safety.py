@@ -391,11 +391,22 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def reading(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            if fd.readlink() == path:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def stop_when_writing(
-    argv: list[str], store: Path, sig: int, cwd: Path, children: int = 0
+    argv: list[str], store: Path, sig: int, cwd: Path, children: int = 0, input: Path | None = None
 ) -> tuple[Result, set[int]]:
-    """Start ``argv``, wait until it holds the store (and has ``children``
-    descendants), send ``sig``; its result and the descendants it had."""
+    """Start ``argv``, wait until it holds the store (has its run row, ``children``
+    descendants, ``input`` open), send ``sig``; its result and the descendants it had."""
     proc = subprocess.Popen(
         argv, env=env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -405,7 +416,7 @@ def stop_when_writing(
         while time.monotonic() < deadline and proc.poll() is None:
             if lock_holder(store) == proc.pid and has_run(store, proc.pid):
                 kids = descendants(proc.pid)
-                if len(kids) >= children:
+                if len(kids) >= children and (input is None or reading(proc.pid, input)):
                     break
             time.sleep(0.1)
         assert proc.poll() is None, "the command ended before it could be stopped"
@@ -478,7 +489,9 @@ def test_a_stopped_pitfall_run_marks_its_run_interrupted(store_path, tmp_path):
         """)
     )
     argv = [sys.executable, "-m", "flows.cli", "--config", str(config), "run", "--stage", "ingest"]
-    res, kids = stop_when_writing(argv, store_path, signal.SIGTERM, tmp_path, children=1)
+    # once the ingest task reads its input: Prefect itself fails ("Task run is
+    # not set", a traceback) when a signal lands before its task run exists
+    res, kids = stop_when_writing(argv, store_path, signal.SIGTERM, tmp_path, children=1, input=big)
     assert_stopped(res, signal.SIGTERM, kids)
     [row] = run_rows(store_path, "run")
     assert row["status"] == "interrupted" and row["finished_at"] is not None
