@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pipeline.answer_check import Check, Outcome, checked, quiet
 from pipeline.backends.replicas import deal, gather
 from pipeline.sampling import Completion, Request, SamplingParams
-from pipeline.verify import CHUNK, Check, Outcome, check_one
+from pipeline.verify_pool import CHUNK
 
 
 def connect(address: str) -> None:
@@ -35,16 +36,11 @@ def connect(address: str) -> None:
 
 
 def _verify_chunk(checks: list[Check]) -> list[tuple[str, str | None, float]]:
-    import logging
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    quiet()
     out = []
     for check in checks:
         t0 = time.monotonic()
-        try:
-            status, detail = check_one(check)
-        except Exception as exc:  # a verdict, not a crash
-            status, detail = "error", f"{type(exc).__name__}: {exc}"[:500]
+        status, detail = checked(check)
         out.append((status, detail, time.monotonic() - t0))
     return out
 

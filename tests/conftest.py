@@ -10,11 +10,14 @@ PREFECT_HOME = tempfile.mkdtemp(prefix="pitfall-tests-prefect-")
 os.environ["PREFECT_HOME"] = PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_PROFILES_PATH", None)
+# every process the tests start carries this mark (tests/leftovers.py); .ci/run sets its own
+os.environ.setdefault("PROCESS_MARK", f"pitfall-tests-{os.getpid()}")
 
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from flows.cli import app  # noqa: E402
+from tests import leftovers  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "data" / "benchmarks"
@@ -31,6 +34,24 @@ def _clean_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("PITFALL_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans():
+    """A test that leaves a process running after its parent died fails (and the process dies).
+
+    Children of pytest itself (a fixture's server) are not orphans; what is
+    still alive after pytest exits is .ci/run's to find.
+    """
+    yield
+    mark, me = os.environ["PROCESS_MARK"], os.getpid()
+    left = leftovers.settle(lambda: leftovers.orphans(mark, me), grace_s=20.0)
+    if left:
+        leftovers.kill(left)
+        pytest.fail(
+            "processes outlived their parent: "
+            + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items())
+        )
 
 
 @pytest.fixture
