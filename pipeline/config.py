@@ -10,8 +10,11 @@ a test keeps it equal to the defaults below.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,7 +86,19 @@ class TeacherSettings(Section):
         "OPENAI_API_KEY", description="name of the variable holding the key (never stored)"
     )
     endpoint: Literal["completions", "chat"] = "completions"
-    concurrency: int = Field(8, gt=0)
+    concurrency: int = Field(8, gt=0, description="calls in flight at once")
+    timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="deadline of one call, its retries and their backoff included; a server"
+        " silent for this long ends the stage",
+    )
+    retries: int = Field(
+        3,
+        ge=0,
+        description="further attempts of a call that may still succeed (timeout, 408/409/429,"
+        " 5xx, a malformed answer), with doubling backoff from 1 s",
+    )
     # transformers
     batch_size: int = Field(32, gt=0)
     commit_every: int = Field(256, gt=0, description="requests per committed chunk of traces")
@@ -309,3 +324,78 @@ def _origin(loc: list[str], config_file: Path | None, file_data: dict) -> str:
             return "command-line flags"
         node = node[part]
     return str(config_file)
+
+
+# ------------------------------------------------------------------ secrets
+
+# user:password@ in a URL; the last @ before the path ends it, as URL parsers read it
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden: ``http://***@host:8000/v1``."""
+    return _USERINFO.sub(rf"\g<1>{REDACTED}@", text)
+
+
+def redacted_settings(settings: Settings, **dump: Any) -> dict:
+    """The settings as JSON with credentials in URLs hidden: what ``runs.config``,
+    Prefect flow and deployment parameters and every message get."""
+    return _redact_tree(settings.model_dump(mode="json", **dump))
+
+
+def secret_env(settings: Settings) -> dict[str, str]:
+    """``PITFALL_SECTION__KEY`` variables holding the values :func:`redacted_settings`
+    hides, for the process that runs a flow given the redacted ones."""
+    found = {}
+    for path, value in _leaves(settings.model_dump(mode="json")):
+        if _redact_tree(value) != value:
+            found[ENV_PREFIX + "__".join(path).upper()] = (
+                value if isinstance(value, str) else json.dumps(value)
+            )
+    return found
+
+
+def flow_settings(config_file: Path | str | None, overrides: dict | None) -> Settings:
+    """:func:`load_settings` for flow parameters made by :func:`redacted_settings`: a
+    redacted value counts as not given, so the environment (:func:`secret_env`) or
+    the file supplies it, and it must be the same value with its credentials."""
+    hidden = {p: v for p, v in _leaves(overrides or {}) if f"://{REDACTED}@" in json.dumps(v)}
+    given = _without(overrides or {}, set(hidden))
+    settings = load_settings(config_file, given)
+    resolved = dict(_leaves(settings.model_dump(mode="json")))
+    for path, shown in hidden.items():
+        actual = resolved.get(path)
+        if actual == shown or _redact_tree(actual) != shown:
+            name = ENV_PREFIX + "__".join(path).upper()
+            raise ConfigError(
+                f"'{'.'.join(path)}' reaches the flow redacted ({shown}): set {name} to the"
+                " value with its credentials in the environment the flow runs in"
+            )
+    return settings
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_tree(v) for k, v in value.items()}
+    return value
+
+
+def _leaves(tree: dict, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def _without(tree: dict, paths: set[tuple[str, ...]], path: tuple[str, ...] = ()) -> dict:
+    return {
+        k: _without(v, paths, (*path, k)) if isinstance(v, dict) else v
+        for k, v in tree.items()
+        if (*path, k) not in paths
+    }

@@ -50,12 +50,39 @@ class Completion:
     latency_s: float  # wall time of the request (for batched backends: of its batch)
 
 
+@dataclass(frozen=True)
+class Failed:
+    """A request that cannot succeed as sent: the server rejected it (HTTP 400) or
+    kept answering it with something unusable. None of its samples are kept."""
+
+    reason: str
+
+
+class GenerationFailed(RuntimeError):
+    """Some requests did not complete. ``results`` holds, per request, its
+    completions, a :class:`Failed`, or None when it never finished."""
+
+    def __init__(self, message: str, results: list[list[Completion] | Failed | None]):
+        super().__init__(message)
+        self.results = results
+
+    def __reduce__(self):  # crosses process boundaries (replicas, Ray) intact
+        return type(self), (str(self), self.results)
+
+
+class ServerUnavailable(GenerationFailed):
+    """The server cannot be used: unreachable, silent past the deadline, failing
+    (5xx, 429) through every retry, or refusing the key, model or URL. Nothing
+    more is sent; ``results`` keeps what finished before."""
+
+
 class Backend(Protocol):
     model: str  # recorded with every trace
 
-    def generate(
-        self, requests: list[Request], params: SamplingParams
-    ) -> list[list[Completion]]: ...
+    def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
+        """``n`` completions per request, or :class:`GenerationFailed` (a server
+        backend) carrying what finished."""
+        ...
 
     def render(self, problem: str, template: str) -> str: ...
 

@@ -147,13 +147,13 @@ def test_openai_backend_against_vllm_serve(vllm_server, monkeypatch):
 
 
 def test_openai_backend_needs_the_key(vllm_server, monkeypatch):
-    import openai
+    from pipeline.sampling import ServerUnavailable
 
     monkeypatch.setenv("PITFALL_TEST_KEY", "wrong-key")
     backend = OpenAIBackend(
         str(TEACHER), base_url=vllm_server, api_key_env="PITFALL_TEST_KEY", retries=0
     )
-    with pytest.raises(openai.AuthenticationError):
+    with pytest.raises(ServerUnavailable, match="HTTP 401"):  # every request would fail alike
         backend.generate(
             [Request(backend.render("Start with 1. Add 1. What is the result?", "chat"), 1, 0)],
             PARAMS,
