@@ -15,6 +15,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 from rich.progress import (
     MofNCompleteColumn,
     Progress,
@@ -45,6 +46,7 @@ from flows.traces import import_records
 from pipeline.backends import make_backend
 from pipeline.ingest import PRESETS, ColumnMap, column_map
 from pipeline.readers import FORMATS, Record, SourceError, read_file, read_hf
+from pipeline.sampling import ServerUnavailable
 from pipeline.sqlfiles import canned_queries
 from pipeline.store import StoreError
 from pipeline.verify import STATUSES, VERIFIER, VerifyPool
@@ -444,16 +446,22 @@ def sample(
         engine = make_backend(
             teacher.backend, teacher.model, **teacher.model_dump(exclude={"backend", "model"})
         )
-        with _bars() as bars:
-            summary = run_sampling(
-                store, engine, settings, list(source or []), _progress_factory(bars)
-            )
+        try:
+            with _bars() as bars:
+                summary = run_sampling(
+                    store, engine, settings, list(source or []), _progress_factory(bars)
+                )
+        except ServerUnavailable as exc:
+            store.close("failed", {"error": str(exc)})
+            stored = "finished requests are stored, the next run asks for the rest"
+            raise _fail(escape(f"sampling stopped: {exc}; {stored}")) from None
         store.close(
             "ok",
             {
                 "rounds": summary.rounds,
                 "traces": summary.traces,
                 "tokens": summary.completion_tokens,
+                "failed_requests": sum(summary.failed.values()),
             },
         )
     _print_sampling(summary)
@@ -465,6 +473,14 @@ def _print_sampling(summary) -> None:
         f"rounds {summary.rounds}, requests {summary.requests}, new traces {summary.traces}, "
         f"completion tokens {summary.completion_tokens:,}"
     )
+    if summary.failed:
+        out.print(
+            f"[yellow]failed requests {sum(summary.failed.values())}[/yellow]: no traces written"
+            " (table failed_requests); the next run asks for them again",
+            highlight=False,
+        )
+        for reason, count in summary.failed.most_common():
+            out.print(f"  {count} × {reason}", highlight=False, markup=False)
     _print_verdicts(summary.verdicts)
     if d is not None and d.height:
         by = (

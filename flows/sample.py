@@ -5,6 +5,14 @@ where it stopped: traces are committed a chunk of requests at a time, a
 restart first verifies what is unverified, and each problem's requests are
 seeded by (base seed, problem, first sample index), so the same problem asks
 for the same samples again.
+
+A request the server cannot answer (HTTP 400, an answer that stays malformed)
+writes no trace, only a ``failed_requests`` row with its reason: the problem's
+sample indices stay contiguous, so the next run asks for the same first index
+with the same seed. Within a run such a problem is not asked again (a
+deterministic 400 would repeat every round). When the server itself is
+unusable, the finished requests are committed and :class:`ServerUnavailable`
+ends the stage.
 """
 
 from __future__ import annotations
@@ -19,8 +27,16 @@ import polars as pl
 
 from pipeline.config import Settings
 from pipeline.dart import DartPlan, allocate, status
-from pipeline.keys import params_key, trace_key
-from pipeline.sampling import Backend, Request, SamplingParams, request_seed
+from pipeline.keys import content_key, params_key, trace_key
+from pipeline.sampling import (
+    Backend,
+    Failed,
+    GenerationFailed,
+    Request,
+    SamplingParams,
+    ServerUnavailable,
+    request_seed,
+)
 from pipeline.store import Store
 from pipeline.verify import VERIFIER, VerifyPool, verdict_rows
 
@@ -34,6 +50,8 @@ class SampleSummary:
     traces: int = 0
     completion_tokens: int = 0
     verdicts: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)  # failed requests by reason
+    failed_problems: set[str] = field(default_factory=set)  # not asked again this run
     difficulty: pl.DataFrame | None = None
 
 
@@ -92,6 +110,8 @@ def run_sampling(
             summary.difficulty = status(counters, plan)
             store.replace_rows("difficulty", summary.difficulty)
             todo = allocate(counters, plan)
+            if summary.failed_problems:
+                todo = todo.filter(~pl.col("problem_id").is_in(list(summary.failed_problems)))
             if on_round:
                 on_round(round_no, summary.difficulty)
             if todo.height == 0 or round_no == settings.dart.max_rounds:
@@ -126,10 +146,20 @@ def _sample_round(
             )
             for r in chunk
         ]
-        results = backend.generate(requests, params)
-        traces = []
+        stop = None
+        try:
+            results: list = backend.generate(requests, params)
+        except GenerationFailed as exc:
+            results = exc.results
+            stop = exc if isinstance(exc, ServerUnavailable) else None
+        traces, failures = [], []
         for r, req, completions in zip(chunk, requests, results, strict=True):
-            for j, c in enumerate(completions):
+            if isinstance(completions, Failed):
+                failures.append(_failure_row(store, backend.model, params_id, r, completions))
+                summary.failed[completions.reason] += 1
+                summary.failed_problems.add(r["problem_id"])
+                continue
+            for j, c in enumerate(completions or ()):
                 index = r["first_index"] + j
                 traces.append(
                     {
@@ -149,8 +179,27 @@ def _sample_round(
                     }
                 )
                 summary.completion_tokens += c.completion_tokens or 0
-        written = store.insert_new("traces", pl.DataFrame(traces, infer_schema_length=None))
-        summary.traces += written.inserted
-        summary.requests += len(requests)
+        if traces:
+            written = store.insert_new("traces", pl.DataFrame(traces, infer_schema_length=None))
+            summary.traces += written.inserted
+        if failures:
+            store.insert_new("failed_requests", pl.DataFrame(failures))
+        summary.requests += sum(c is not None for c in results)
         if advance:
-            advance(sum(len(c) for c in results))
+            advance(sum(len(c) for c in results if isinstance(c, list)))
+        if stop is not None:
+            raise stop  # what finished is committed; the next run asks for the rest
+
+
+def _failure_row(store: Store, model: str, params_id: str, r: dict, failed: Failed) -> dict:
+    """A request that wrote no trace, per run: a rerun that fails again adds its own row."""
+    parts = (r["problem_id"], model, params_id, r["first_index"], r["n"], store.run_id)
+    return {
+        "failure_id": content_key("failed_request", *parts),
+        "problem_id": r["problem_id"],
+        "model": model,
+        "params_id": params_id,
+        "first_index": r["first_index"],
+        "n": r["n"],
+        "reason": failed.reason,
+    }
