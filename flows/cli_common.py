@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
-from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.config import ConfigError, Settings, load_settings, redacted_settings
 from pipeline.store import Store, StoreError, StoreLocked, StoreMissing, StoreWarning
 
 
@@ -134,7 +134,7 @@ def _open_writer(settings: Settings, command: str) -> Store:
         return Store.writer(
             settings.store.path,
             command=command,
-            config=settings.model_dump(mode="json"),
+            config=redacted_settings(settings),
             open_timeout_s=settings.store.open_timeout_s,
             batch_rows=settings.store.batch_rows,
         )

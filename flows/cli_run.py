@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows import curate as curate_module
@@ -22,14 +24,34 @@ from flows.cli_common import (
     app,
     out,
 )
-from pipeline.config import STAGES, Settings
+from pipeline.config import STAGES, Settings, redacted_settings, secret_env
 from pipeline.readers import SourceError
+from pipeline.sampling import ServerUnavailable
 from pipeline.store import StoreError, StoreLocked
 
 
 def _flow_overrides(settings: Settings) -> dict:
-    """The resolved settings as the flow's JSON parameter (file, env and flags applied)."""
-    return settings.model_dump(mode="json", exclude={"config_file"})
+    """The resolved settings as the flow's JSON parameter (file, env and flags
+    applied), credentials in URLs redacted: Prefect stores and shows parameters.
+    The flow reads the real values from the environment (:func:`_secrets_in_env`)."""
+    return redacted_settings(settings, exclude={"config_file"})
+
+
+@contextlib.contextmanager
+def _secrets_in_env(settings: Settings):
+    """The values the flow parameters carry redacted, as ``PITFALL_SECTION__KEY``
+    variables of this process while the flow runs in it."""
+    values = secret_env(settings)
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @app.command()
@@ -61,11 +83,14 @@ def run(
     with _bars() as bars, _no_traceback_for(StoreError, SourceError):
         curate_module.progress_bars = _progress_factory(bars)
         try:
-            summary = curate_module.curate(overrides=_flow_overrides(settings))
+            with _secrets_in_env(settings):
+                summary = curate_module.curate(overrides=_flow_overrides(settings))
         except StoreLocked as exc:
             raise _fail(str(exc), LOCKED) from None
         except SourceError as exc:
             raise _fail(str(exc), BAD_INPUT) from None
+        except ServerUnavailable as exc:
+            raise _fail(escape(f"sampling stopped: {exc}")) from None
         finally:
             curate_module.progress_bars = None
     _print_stages(summary["stages"])
@@ -123,6 +148,7 @@ def deploy(
     """
     settings = _settings(ctx)
     deployment = curate_deployment(settings, cron, name)
+    os.environ.update(secret_env(settings))  # served runs inherit them (see _flow_overrides)
     out.print(f"serving {name} on cron {cron!r} (Ctrl-C to stop)")
     from prefect import serve
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.states import Failed
 
 from flows.export import export_datasets
 from flows.ingest import ingest_records, source_name
@@ -24,9 +25,10 @@ from flows.localize import localize_monte_carlo, rollout_policy, segment_pending
 from flows.negatives import build_negatives, reweight
 from flows.sample import run_sampling, verify_pending
 from pipeline.backends import LazyBackend, make_backend
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, flow_settings, redacted_settings
 from pipeline.ingest import column_map
 from pipeline.readers import read_file
+from pipeline.sampling import ServerUnavailable
 from pipeline.store import Store
 from pipeline.verify import VERIFIER, VerifyPool
 
@@ -104,8 +106,13 @@ def _timed(stage: str, fn: Callable[[StageResult], None]) -> StageResult:
     return result
 
 
+def _worth_a_retry(task, task_run, state) -> bool:
+    """A server the backend already retried until its deadline is not tried again."""
+    return not isinstance(state.data, ServerUnavailable)
+
+
 # Stages are idempotent, so one retry after a transient failure is safe.
-STAGE = dict(retries=1, retry_delay_seconds=2, cache_policy=NONE)
+STAGE = dict(retries=1, retry_delay_seconds=2, cache_policy=NONE, retry_condition_fn=_worth_a_retry)
 
 
 @task(name="ingest", **STAGE)
@@ -137,6 +144,7 @@ def sample_stage(ctx: RunContext) -> StageResult:
             "tokens": s.completion_tokens,
             "verified": sum(s.verdicts.values()),
             "correct": s.verdicts.get("correct", 0),
+            "failed requests": sum(s.failed.values()),
         }
 
     return _timed("sample", run)
@@ -225,14 +233,16 @@ def store_report(store: Store) -> tuple[dict, dict[str, int]]:
 def curate(config: str | None = None, overrides: dict | None = None) -> dict:
     """Run the configured stages. ``config`` is a pitfall.toml (default:
     ./pitfall.toml when present) and ``overrides`` nested settings on top; both
-    are plain JSON, so a deployment can carry them as parameters."""
-    cfg = load_settings(config, overrides)
+    are plain JSON, so a deployment can carry them as parameters. Values that
+    came redacted (credentials in URLs) are read from the environment instead:
+    the CLI puts them there (``PITFALL_TEACHER__BASE_URL``)."""
+    cfg = flow_settings(config, overrides)
     run = cfg.run
     wait = run.lock_wait_s if run.on_locked == "wait" else 0.0
     with Store.writer(
         cfg.store.path,
         command="run",
-        config=cfg.model_dump(mode="json"),
+        config=redacted_settings(cfg),
         open_timeout_s=cfg.store.open_timeout_s,
         batch_rows=cfg.store.batch_rows,
         lock_wait_s=wait,
@@ -253,6 +263,10 @@ def curate(config: str | None = None, overrides: dict | None = None) -> dict:
             ):
                 if name in stages:
                     results.append(stage(ctx))
+        except ServerUnavailable as exc:
+            # the stage's task logged it; the run ends Failed, without a traceback
+            store.close("failed", {"stages": [asdict(r) for r in results], "error": str(exc)})
+            return Failed(message=f"sampling stopped: {exc}", data=exc)
         finally:
             ctx.close()
         report, pairs = store_report(store)

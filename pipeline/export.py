@@ -20,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.config import redact
+
 CONFIGS = {
     "sft": "prompt / completion with a DART weight (SFT, REDI stage 1)",
     "outcome": "first correct vs first incorrect trace per problem (REDI, DPO)",
@@ -87,7 +89,7 @@ def dataset_card(written: list[Exported], card: dict) -> str:
         for e in written
     )
     rows = "\n".join(f"| `{e.config}` | {e.rows:,} | {CONFIGS[e.config]} |" for e in written)
-    facts = "\n".join(f"- {k}: {v}" for k, v in card.items())
+    facts = "\n".join(f"- {k}: {redact(str(v))}" for k, v in card.items())  # a public card
     return f"""---
 configs:
 {configs}

@@ -83,3 +83,25 @@ def test_missing_and_broken_files(tmp_path):
     broken.write_text("[store\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+
+
+def test_credentials_in_urls_are_redacted_and_reach_the_flow_through_the_environment(
+    monkeypatch,
+):
+    from pipeline.config import flow_settings, redact, redacted_settings, secret_env
+
+    assert redact("at http://u:p@ss@127.0.0.1:8000/v1, mail a@b.c") == (
+        "at http://***@127.0.0.1:8000/v1, mail a@b.c"
+    )
+    s = load_settings(None, {"teacher": {"base_url": "https://u:s3cr3t@api.example/v1"}})
+    shown = redacted_settings(s, exclude={"config_file"})
+    assert shown["teacher"]["base_url"] == "https://***@api.example/v1"
+    assert "s3cr3t" not in str(shown) and shown["dart"] == s.dart.model_dump(mode="json")
+    assert secret_env(s) == {"PITFALL_TEACHER__BASE_URL": "https://u:s3cr3t@api.example/v1"}
+    with pytest.raises(ConfigError, match="set PITFALL_TEACHER__BASE_URL"):
+        flow_settings(None, shown)
+    monkeypatch.setenv("PITFALL_TEACHER__BASE_URL", "https://u:s3cr3t@other.example/v1")
+    with pytest.raises(ConfigError, match="reaches the flow redacted"):
+        flow_settings(None, shown)  # not the server the parameters name
+    monkeypatch.setenv("PITFALL_TEACHER__BASE_URL", "https://u:s3cr3t@api.example/v1")
+    assert flow_settings(None, shown).teacher.base_url == "https://u:s3cr3t@api.example/v1"
