@@ -22,8 +22,10 @@ from flows.cli_common import (
     _progress_factory,
     _settings,
     app,
+    err,
     out,
 )
+from flows.prefect_api import PrefectUnavailable, prefect_api
 from pipeline.config import STAGES, Settings, redacted_settings, secret_env
 from pipeline.readers import SourceError
 from pipeline.sampling import ServerUnavailable
@@ -80,7 +82,7 @@ def run(
     """
     settings = _settings(ctx)
     _override(settings.run, stages=stage, ray=ray, on_locked=on_locked)
-    with _bars() as bars, _no_traceback_for(StoreError, SourceError):
+    with _bars() as bars, _prefect(settings), _no_traceback_for(StoreError, SourceError):
         curate_module.progress_bars = _progress_factory(bars)
         try:
             with _secrets_in_env(settings):
@@ -149,10 +151,24 @@ def deploy(
     settings = _settings(ctx)
     deployment = curate_deployment(settings, cron, name)
     os.environ.update(secret_env(settings))  # served runs inherit them (see _flow_overrides)
-    out.print(f"serving {name} on cron {cron!r} (Ctrl-C to stop)")
     from prefect import serve
 
-    serve(deployment)
+    with _prefect(settings):
+        out.print(f"serving {name} on cron {cron!r} (Ctrl-C to stop)")
+        serve(deployment)
+
+
+@contextlib.contextmanager
+def _prefect(settings: Settings):
+    """The Prefect API for this command: PREFECT_API_URL, else a local server for its lifetime."""
+    try:
+        with prefect_api(
+            settings.run.prefect_start_timeout_s,
+            lambda m: err.print(m, style="dim", highlight=False),
+        ):
+            yield
+    except PrefectUnavailable as exc:
+        raise _fail(str(exc)) from None
 
 
 def curate_deployment(settings: Settings, cron: str, name: str):

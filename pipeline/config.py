@@ -228,6 +228,12 @@ class RunSettings(Section):
     ray: str | None = Field(
         None, description="run verification and sampling shards on Ray: auto or an address"
     )
+    prefect_start_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long to wait for the local Prefect API server (its first start migrates"
+        " its database; unused when PREFECT_API_URL is set)",
+    )
 
 
 class ConfigError(ValueError):
