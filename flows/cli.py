@@ -350,16 +350,18 @@ def verify(
         int | None, typer.Option(help="Worker processes (default: \\[verify] workers).")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds per item before its worker is killed.")
+        float | None,
+        typer.Option(help="CPU seconds per item before its worker is killed (then one retry)."),
     ] = None,
 ) -> None:
     """Verify every trace that has no verdict yet.
 
     The final answer is the last \\boxed{} (balanced braces), else an "answer
     is" phrase, else the last number; math-verify checks it against the gold
-    answer in worker processes that are killed and replaced when an item
-    overruns the timeout. Statuses: correct, wrong, no_answer, truncated,
-    timeout, error.
+    answer in worker processes. An item that uses more than the timeout in CPU
+    seconds has its worker killed and is retried once on a fresh one before it
+    is a timeout, so a busy machine gives the same verdicts as an idle one.
+    Statuses: correct, wrong, no_answer, truncated, timeout, error.
     """
     settings = _settings(ctx)
     if workers:

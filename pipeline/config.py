@@ -109,7 +109,12 @@ class TeacherSettings(Section):
 
 
 class VerifySettings(Section):
-    timeout_s: float = Field(5.0, gt=0, description="hard wall-clock limit per verification")
+    timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="CPU seconds one check may use (from when its worker begins it); over it,"
+        " one retry on a fresh worker, then a timeout verdict",
+    )
     workers: int = Field(2, gt=0)
     fallback: Literal["last_number", "none"] = Field(
         "last_number", description="when there is no boxed answer or 'answer is' phrase"
