@@ -136,6 +136,7 @@ class OpenAIBackend:
         failed: dict[int, str] = {}
 
         async def one(i: int, j: int) -> None:
+            # a call keeps its slot through its backoff: a struggling server gets fewer calls
             async with gate:
                 if i in failed:  # its samples would be dropped anyway
                     return
