@@ -193,6 +193,7 @@ def test_older_store_upgrades_without_loss(store_path):
             (2, "optional_gold"),
             (3, "sft_selection"),
             (4, "trace_outcomes"),
+            (5, "failed_requests"),
             (90, "problem_tags"),
         ]
 
