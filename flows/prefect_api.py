@@ -83,8 +83,9 @@ def _local_server(timeout_s: float, notice: Callable[[str], None] | None) -> Ite
         try:
             _wait_healthy(proc, url, timeout_s, log.fileno(), notice)
             yield url
-            _drain_to_server()
         finally:
+            if proc.poll() is None:
+                _drain_to_server()  # a failed run has logs to send too
             proc.terminate()
             try:
                 proc.wait(timeout=10)

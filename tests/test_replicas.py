@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -15,7 +19,8 @@ from pipeline.backends import make_backend
 from pipeline.backends.hf_backend import TransformersBackend
 from pipeline.backends.replicas import deal, gather, split_cores
 from pipeline.sampling import Request
-from tests.conftest import TEACHER
+from tests import leftovers
+from tests.conftest import REPO, TEACHER
 from tests.test_sampling import PARAMS, check_backend, rows_of
 
 CORES = sorted(os.sched_getaffinity(0))
@@ -87,3 +92,40 @@ def test_a_copy_that_cannot_start_is_a_clear_error(tmp_path):
 def test_replicas_are_not_for_a_server():
     with pytest.raises(ValueError, match="raise `concurrency`"):
         make_backend("openai", "toy", replicas=2)
+
+
+@two_cores
+def test_copies_die_with_a_killed_parent(tmp_path):
+    """A copy busy generating would not notice its parent's SIGKILL until it
+    tried to answer, minutes later on a long batch: the kernel stops it now."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys, threading, time
+            from pipeline.backends import make_backend
+            from pipeline.sampling import Request, SamplingParams
+
+            if __name__ == "__main__":
+                b = make_backend("transformers", {str(TEACHER)!r}, replicas=2, batch_size=4)
+                print("pids", *[p.pid for p in b._procs], flush=True)
+                threading.Timer(5.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
+                prompt = b.render("Start with 7. Multiply by 3. Add 2. What is the result?", "chat")
+                b.generate([Request(prompt, 8, i) for i in range(200)], SamplingParams(max_tokens=512))
+            """
+        )
+    )
+    log = tmp_path / "out.txt"
+    with log.open("w") as fh:  # not a pipe: the copies would hold it open and make us wait
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
+    out = log.read_text()
+    assert done.returncode == -signal.SIGKILL, out[-2000:]
+    copies = [int(p) for p in out.split("pids", 1)[1].split("\n", 1)[0].split()]
+    left = leftovers.settle(lambda: [p for p in copies if leftovers.alive(p)], grace_s=3.0)
+    assert left == [], "copies still generating for a dead parent"

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import traceback
 import weakref
 
+from pipeline.procs import die_with_parent
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
 
 
@@ -45,7 +47,17 @@ def split_cores(cores: list[int], n: int) -> list[list[int]]:
     return out
 
 
-def _serve(conn, kind: str, model: str, options: dict, cores: list[int] | None, gpu: int | None):
+def _serve(
+    conn,
+    kind: str,
+    model: str,
+    options: dict,
+    cores: list[int] | None,
+    gpu: int | None,
+    parent: int,
+):
+    # a copy busy generating would not notice a SIGKILLed parent until it tried to answer
+    die_with_parent(signal.SIGKILL, parent)
     # runs in the child before torch or vLLM is imported: the pinning must come first
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -109,7 +121,9 @@ class ReplicatedBackend:
         self._conns, self._procs = [], []
         for cores, gpu in zip(slices, devices, strict=True):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_serve, args=(child, kind, model, options, cores, gpu))
+            p = ctx.Process(
+                target=_serve, args=(child, kind, model, options, cores, gpu, os.getpid())
+            )
             p.start()
             child.close()
             self._conns.append(parent)
