@@ -80,11 +80,13 @@ def _local_server(timeout_s: float, notice: Callable[[str], None] | None) -> Ite
         proc = subprocess.Popen(
             guarded(command), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
+        healthy = False
         try:
             _wait_healthy(proc, url, timeout_s, log.fileno(), notice)
+            healthy = True
             yield url
         finally:
-            if proc.poll() is None:
+            if healthy and proc.poll() is None:
                 _drain_to_server()  # a failed run has logs to send too
             proc.terminate()
             try:
