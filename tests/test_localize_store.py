@@ -40,6 +40,10 @@ def toy_store(vllm_teacher, tmp_path_factory):
     )
     _store_with(path, rows_of("ops5-v99", 3) + rows_of("ops8-v199", 3))
     backend = VLLMBackend(str(TEACHER), llm=vllm_teacher)
+    # Keys and rollout seeds include the model's name: recorded as the default
+    # config names it, not by this checkout's absolute path, the rollouts (and
+    # the accuracy asserted below) are the same wherever the tests run.
+    backend.model = "data/models/toy-teacher"
     with Store.writer(path, command="sample") as store:
         run_sampling(store, backend, settings, [])
         segment_pending(store, settings)
