@@ -78,24 +78,23 @@ def _own_cpu() -> float:
 
 
 def _serve(conn: Connection) -> None:
-    """A worker: take chunks of (index, check), say when it begins, answer item by item."""
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        conn.send(("begin", _own_cpu()))
-        for index, check in job:
-            t0 = time.monotonic()
-            status, detail = checked(check)
-            conn.send((index, status, detail, time.monotonic() - t0, _own_cpu()))
+    """A worker: take chunks of (index, check), say when it begins, answer item by item.
+    It ends quietly when the parent has gone (closed the pool, or died)."""
+    with contextlib.suppress(EOFError, OSError):
+        while (job := conn.recv()) is not None:
+            conn.send(("begin", _own_cpu()))
+            for index, check in job:
+                t0 = time.monotonic()
+                status, detail = checked(check)
+                conn.send((index, status, detail, time.monotonic() - t0, _own_cpu()))
 
 
 def _zygote(ctl: socket.socket) -> None:
     """Import once, then fork a worker per request until the parent goes away."""
     parent, me = os.getppid(), os.getpid()
+    # Ctrl-C reaches the whole process group: the parent decides what stops, and
+    # closing the pool (or dying) stops the zygote and its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet()
     checked(Check("1", "1"))  # loads the LaTeX grammar: forked workers start warm
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited workers

@@ -466,7 +466,7 @@ def test_a_stopped_command_marks_its_run_interrupted(pitfall, store_path, tmp_pa
         store_path,
         sig,
         store_path.parent,
-        children=3,  # forkserver and two workers
+        children=3,  # the zygote and two workers
     )
     assert_stopped(res, sig, kids)
     [row] = run_rows(store_path, "verify")
