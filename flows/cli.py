@@ -343,6 +343,9 @@ def _print_verdicts(counts) -> None:
     out.print(table)
 
 
+Again = StrEnum("Again", {name: name for name in ("timeout", "error")})
+
+
 @app.command()
 def verify(
     ctx: typer.Context,
@@ -352,6 +355,13 @@ def verify(
     timeout: Annotated[
         float | None,
         typer.Option(help="CPU seconds per item before its worker is killed (then one retry)."),
+    ] = None,
+    again: Annotated[
+        list[Again] | None,
+        typer.Option(
+            help="Instead, verify anew the traces whose verdict has this status, and replace it"
+            " (repeatable): e.g. timeouts from a pitfall older than the CPU-time budget."
+        ),
     ] = None,
 ) -> None:
     """Verify every trace that has no verdict yet.
@@ -373,7 +383,8 @@ def verify(
         _bars() as bars,
         VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool,
     ):
-        counts = verify_pending(store, settings, pool, _progress_factory(bars))
+        statuses = tuple(a.value for a in again or ())
+        counts = verify_pending(store, settings, pool, _progress_factory(bars), statuses)
         store.close("ok", dict(counts))
     _print_verdicts(counts)
 

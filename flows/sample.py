@@ -66,10 +66,22 @@ def dart_plan(settings: Settings) -> DartPlan:
 
 
 def verify_pending(
-    store: Store, settings: Settings, pool: VerifyPool, progress: Progress | None = None
+    store: Store,
+    settings: Settings,
+    pool: VerifyPool,
+    progress: Progress | None = None,
+    again: tuple[str, ...] = (),
 ) -> Counter:
-    """Verify every trace without a verdict from this verifier, committing as it goes."""
-    pending = store.stage("unverified_traces", {"verifier": VERIFIER})
+    """Verify every trace without a verdict from this verifier, committing as it goes.
+
+    ``again``: statuses whose verdicts are checked anew and replaced (``timeout``
+    verdicts of older pitfalls, whose pool timed out items by the clock under load).
+    """
+    if again:
+        pending = store.stage("reverify_traces", {"verifier": VERIFIER, "statuses": list(again)})
+    else:
+        pending = store.stage("unverified_traces", {"verifier": VERIFIER})
+    write = store.replace_rows if again else store.insert_new
     advance = progress("verifying", pending.height) if progress and pending.height else None
     counts: Counter = Counter()
     step = settings.verify.commit_every
@@ -77,7 +89,7 @@ def verify_pending(
         verdicts = verdict_rows(
             pending.slice(offset, step), pool, settings.verify.fallback, advance
         )
-        store.insert_new("verdicts", verdicts)
+        write("verdicts", verdicts)
         counts.update(verdicts["status"].to_list())
     return counts
 

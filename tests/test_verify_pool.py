@@ -230,3 +230,23 @@ def test_killing_pitfall_verify_leaves_no_process_behind(tmp_path):
 
     left = leftovers.settle(still_running, grace_s=10.0)
     assert left == {}, f"still running after their parent was killed: {left}"
+
+
+def test_verify_again_replaces_the_timeouts_an_older_pool_wrote(tmp_path):
+    """Stores verified by the clock-timed pool hold spurious ``timeout`` verdicts,
+    and a plain `pitfall verify` never looks at a trace that has a verdict."""
+    store = _store_with_answers(tmp_path, [*TRIVIAL[:5], ("2", f"\\boxed{{{TOWER}}}")])
+    subprocess.run(_cli(store, "verify", "--timeout", "1"), env=_env(), check=True)
+    with Store.writer(store, command="an older pitfall") as s:  # as its load-bound pool left them
+        s.execute("UPDATE verdicts SET status = 'timeout' WHERE extracted <> ?", [TOWER])
+    assert _statuses(store) == {"timeout": 6}
+    subprocess.run(_cli(store, "verify"), env=_env(), check=True)
+    assert _statuses(store) == {"timeout": 6}  # nothing without a verdict
+    again = subprocess.run(
+        _cli(store, "verify", "--again", "timeout", "--timeout", "1"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _statuses(store) == {"correct": 5, "timeout": 1}  # replaced, not added
