@@ -27,6 +27,7 @@ from flows.cli_common import (
 )
 from flows.prefect_api import PrefectUnavailable, prefect_api
 from pipeline.config import STAGES, Settings, redacted_settings, secret_env
+from pipeline.procs import scoped_env
 from pipeline.readers import SourceError
 from pipeline.sampling import ServerUnavailable
 from pipeline.store import StoreError, StoreLocked
@@ -35,25 +36,8 @@ from pipeline.store import StoreError, StoreLocked
 def _flow_overrides(settings: Settings) -> dict:
     """The resolved settings as the flow's JSON parameter (file, env and flags
     applied), credentials in URLs redacted: Prefect stores and shows parameters.
-    The flow reads the real values from the environment (:func:`_secrets_in_env`)."""
+    The flow reads the real values from the environment, where `run` puts them."""
     return redacted_settings(settings, exclude={"config_file"})
-
-
-@contextlib.contextmanager
-def _secrets_in_env(settings: Settings):
-    """The values the flow parameters carry redacted, as ``PITFALL_SECTION__KEY``
-    variables of this process while the flow runs in it."""
-    values = secret_env(settings)
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @app.command()
@@ -85,7 +69,8 @@ def run(
     with _bars() as bars, _prefect(settings), _no_traceback_for(StoreError, SourceError):
         curate_module.progress_bars = _progress_factory(bars)
         try:
-            with _secrets_in_env(settings):
+            # the real values of what the flow's parameters carry redacted
+            with scoped_env(secret_env(settings)):
                 summary = curate_module.curate(overrides=_flow_overrides(settings))
         except StoreLocked as exc:
             raise _fail(str(exc), LOCKED) from None

