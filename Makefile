@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 # The registry's torchvision/torchaudio/torchcodec builds do not match the CPU
 # torch wheel and break vLLM's import, so they are removed after install.
@@ -31,6 +31,11 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# the tests that start no model, server, Prefect or other process (about a minute)
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

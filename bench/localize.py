@@ -22,21 +22,16 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.localize import (
-    localize_consensus,
-    localize_judge,
-    localize_monte_carlo,
-    rollout_policy,
-    segment_pending,
-)
-from flows.sample import run_sampling
 from pipeline.config import load_settings
 from pipeline.ingest import column_map, to_problems
 from pipeline.metrics import processbench_f1
 from pipeline.readers import Record
+from pipeline.stages import StageContext
+from pipeline.stages import sample as sample_stage
+from pipeline.stages import segment as segment_stage
+from pipeline.stages.localize import localize
 from pipeline.store import Store
 from pipeline.toy.checker import first_error
-from pipeline.verify import VerifyPool
 
 REPO = Path(__file__).resolve().parent.parent
 TEACHER = str(REPO / "data" / "models" / "toy-teacher")
@@ -50,10 +45,13 @@ def build_store(path: Path, settings, backend, per_level: int) -> None:
     problems, _ = to_problems(
         [Record(str(i), r) for i, r in enumerate(picked)], "toy/test", column_map()
     )
-    with Store.writer(path, command="bench-localize") as store:
+    with (
+        Store.writer(path, command="bench-localize") as store,
+        StageContext(store, settings, teacher=backend) as ctx,
+    ):
         store.insert_new("problems", problems)
-        run_sampling(store, backend, settings, [])
-        segment_pending(store, settings)
+        sample_stage.run(ctx)
+        segment_stage.run(ctx)
 
 
 def scored(path: Path, method: str) -> pl.DataFrame:
@@ -118,20 +116,19 @@ def main() -> None:
     t0 = time.perf_counter()
     build_store(args.out, settings, backend, args.per_level)
     timings = {"sample+verify+segment": round(time.perf_counter() - t0, 1)}
-    policy = rollout_policy(backend, settings)
     with (
         Store.writer(args.out, command="bench-localize") as store,
-        VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool,
+        StageContext(store, settings, teacher=backend) as ctx,
     ):
         for method in ("mc-binary", "mc-linear"):
             t = time.perf_counter()
-            s = localize_monte_carlo(store, method, policy, pool, settings)
+            s = localize(ctx, method)
             timings[method] = round(time.perf_counter() - t, 1)
-            timings[f"{method} rollouts generated"] = s.rollouts_generated
+            timings[f"{method} rollouts generated"] = s.rollouts
         t = time.perf_counter()
-        localize_judge(store, backend, settings)
+        localize(ctx, "judge")
         timings["judge"] = round(time.perf_counter() - t, 1)
-        localize_consensus(store, settings)
+        localize(ctx, "consensus")
 
     rows = []
     for method in ("mc-binary", "mc-linear", "judge", "consensus"):

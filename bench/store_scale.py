@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.keys import params_key, problem_key, trace_key
+from pipeline.keys import params_key
+from pipeline.rows import problem_key, trace_key
 from pipeline.store import Store
 
 SAMPLES_PER_PROBLEM = 64

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -149,10 +149,27 @@ class SegmentSettings(Section):
     )
 
 
+def _registered(table: str, names: str | list[str] | None):
+    """Names checked against a stage's registry (localization methods, pair kinds),
+    imported when settings are validated: the registries import this module."""
+    if names is None:
+        return names
+    import pipeline.stages.localize
+    import pipeline.stages.negatives
+
+    module, attr, what = {
+        "methods": (pipeline.stages.localize, "METHODS", "localization method"),
+        "kinds": (pipeline.stages.negatives, "KINDS", "pair kind"),
+    }[table]
+    known = getattr(module, attr)
+    for name in [names] if isinstance(names, str) else names:
+        if name not in known:
+            raise ValueError(f"unknown {what} {name!r}; use {', '.join(known)}")
+    return names
+
+
 class LocalizeSettings(Section):
-    method: Literal["mc-binary", "mc-linear", "prm", "judge", "annotated", "consensus"] = (
-        "mc-binary"
-    )
+    method: str = Field("mc-binary", description="see `pitfall localize --help`")
     k: int = Field(8, gt=0, description="rollouts per probed prefix (OmegaPRM uses 8)")
     alive_threshold: int = Field(
         1, gt=0, description="a prefix is alive when this many of its k rollouts are correct"
@@ -185,15 +202,20 @@ class LocalizeSettings(Section):
         ["mc-binary", "judge"], min_length=2, max_length=2, description="the two methods"
     )
 
+    _methods = field_validator("method", "consensus")(lambda v: _registered("methods", v))
+
 
 class NegativesSettings(Section):
-    kinds: list[Literal["outcome", "step", "first-pit", "stepwise"]] = ["outcome", "step"]
+    kinds: list[str] = Field(["outcome", "step"], description="see `pitfall negatives --help`")
     pairs_per_problem: int = Field(
         1, gt=0, description="outcome: 1 = REDI's first correct vs first incorrect"
     )
     method: str | None = Field(
         None, description="whose first errors step / first-pit pairs use; unset: [localize] method"
     )
+
+    _kinds = field_validator("kinds")(lambda v: _registered("kinds", v))
+    _method = field_validator("method")(lambda v: _registered("methods", v))
 
 
 class ReweightSettings(Section):
@@ -213,13 +235,18 @@ class ExportSettings(Section):
     hub_repo: str | None = None
 
 
-class TrainSettings(Section):
-    redi_alpha: float = Field(0.8, gt=0, description="REDI weight of the negative term")
-    learning_rate: float = Field(1e-6, gt=0)
-    epochs: int = Field(1, gt=0)
-
-
-STAGES = ("ingest", "sample", "segment", "localize", "negatives", "reweight", "export")
+# the stages a run can take, in order (pipeline/stages/ has one module each);
+# verify runs inside sample, and on its own when sample is not chosen
+STAGES = (
+    "ingest",
+    "sample",
+    "verify",
+    "segment",
+    "localize",
+    "negatives",
+    "reweight",
+    "export",
+)
 
 
 class RunSettings(Section):
@@ -229,7 +256,7 @@ class RunSettings(Section):
         ["data/toy/test.jsonl"], description="problem files ingested at the start of every run"
     )
     preset: str | None = Field(None, description="column preset for the inputs (math, gsm8k, ...)")
-    stages: list[Literal[STAGES]] = list(STAGES)  # type: ignore[valid-type]
+    stages: list[Literal[STAGES]] = [s for s in STAGES if s != "verify"]  # type: ignore[valid-type]
     on_locked: Literal["wait", "exit"] = Field(
         "wait", description="when another run holds the store: wait for it, or exit (code 3)"
     )
@@ -274,7 +301,6 @@ class Settings(BaseSettings):
     reweight: ReweightSettings = ReweightSettings()
     run: RunSettings = RunSettings()
     export: ExportSettings = ExportSettings()
-    train: TrainSettings = TrainSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -20,18 +20,29 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipeline.config import DartSettings
+
 STRATEGIES = ("fixed", "uniform", "prop2diff")
+
+
+_D = DartSettings()  # the defaults live in the settings, declared once
 
 
 @dataclass(frozen=True)
 class DartPlan:
-    strategy: str = "uniform"
-    k_u: int = 40
-    k_p: int = 192
-    n_fixed: int = 8  # fixed: trials per problem
-    n_max: int = 2048
-    round_size: int = 8  # samples per problem per round
-    warmup_n: int = 8  # prop2diff: trials per problem before difficulty is measured
+    strategy: str = _D.strategy
+    k_u: int = _D.k_u
+    k_p: int = _D.k_p
+    n_fixed: int = _D.n_fixed  # fixed: trials per problem
+    n_max: int = _D.n_max
+    round_size: int = _D.round_size  # samples per problem per round
+    warmup_n: int = _D.warmup_n  # prop2diff: trials per problem before difficulty is measured
+
+    @classmethod
+    def from_settings(cls, dart) -> DartPlan:
+        """The plan ``[dart]`` describes."""
+        d = dart
+        return cls(d.strategy, d.k_u, d.k_p, d.n_fixed, d.n_max, d.round_size, d.warmup_n)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

@@ -15,7 +15,6 @@ Those labels become ``first_errors`` rows of method ``annotated``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,6 @@ from typing import Any
 import polars as pl
 
 from pipeline.ingest import (
-    PROBLEM_SCHEMA,
-    QUARANTINE_SCHEMA,
     BadRow,
     ColumnMap,
     IngestLimits,
@@ -32,43 +29,24 @@ from pipeline.ingest import (
     quarantine_record,
     record_row,
 )
-from pipeline.keys import content_key, params_key, trace_key
 from pipeline.readers import Record
-from pipeline.segment import STEP_SCHEMA, given_steps, step_rows
+from pipeline.rows import (
+    PROBLEM_SCHEMA,
+    QUARANTINE_SCHEMA,
+    STEP_SCHEMA,
+    first_error_frame,
+    first_error_row,
+    imported_completion,
+    step_rows,
+    trace_frame,
+    trace_row,
+    verdict_frame,
+    verdict_row,
+)
+from pipeline.segment import given_steps
 
-TRACE_SCHEMA = {
-    "trace_id": pl.String,
-    "problem_id": pl.String,
-    "model": pl.String,
-    "params_id": pl.String,
-    "params": pl.String,
-    "sample_index": pl.Int32,
-    "prompt": pl.String,
-    "completion": pl.String,
-    "finish_reason": pl.String,
-    "origin": pl.String,
-}
-VERDICT_SCHEMA = {
-    "verdict_id": pl.String,
-    "trace_id": pl.String,
-    "verifier": pl.String,
-    "status": pl.String,
-}
-FIRST_ERROR_SCHEMA = {
-    "first_error_id": pl.String,
-    "trace_id": pl.String,
-    "method": pl.String,
-    "first_error": pl.Int32,
-    "n_rollouts": pl.Int32,
-    "rollout_tokens": pl.Int64,
-    "detail": pl.String,
-}
 ANNOTATED = "annotated"
 INT32_MAX = 2**31 - 1
-
-
-def first_error_key(trace_id: str, method: str) -> str:
-    return content_key("first_error", trace_id, method)
 
 
 @dataclass(frozen=True)
@@ -98,7 +76,6 @@ def to_traces(
     """Split records into frames. ``seen`` counts the generations taken per
     problem so far, updated in place: pass the same dict for each chunk of one source."""
     params = {"origin": "imported", "source": source}
-    pid_params = params_key(params)
     problems, traces, verdicts, bad, steps, labels_out = [], [], [], [], [], []
     # a problem can come back in later rows (ProcessBench: one row per generator):
     # its generations are numbered on, so every row keeps its own traces
@@ -126,53 +103,34 @@ def to_traces(
         first = seen.get(problem["problem_id"], 0)
         seen[problem["problem_id"]] = first + len(generations)
         for i, text in enumerate(generations, start=first):
-            tid = trace_key(problem["problem_id"], row_model, params, i)
+            trace = trace_row(
+                problem["problem_id"],
+                row_model,
+                params,
+                i,
+                problem["problem"],
+                imported_completion(text),
+                origin="imported",
+            )
+            tid = trace["trace_id"]
             if steps_col:
                 steps.extend(step_rows(tid, text, given_steps(given)[1]))
             if annotation is not None:
                 labels_out.append(
-                    {
-                        "first_error_id": first_error_key(tid, ANNOTATED),
-                        "trace_id": tid,
-                        "method": ANNOTATED,
-                        "first_error": annotation,
-                        "n_rollouts": 0,
-                        "rollout_tokens": 0,
-                        "detail": json.dumps({"column": label_col}),
-                    }
+                    first_error_row(tid, ANNOTATED, annotation, 0, 0, {"column": label_col})
                 )
-            traces.append(
-                {
-                    "trace_id": tid,
-                    "problem_id": problem["problem_id"],
-                    "model": row_model,
-                    "params_id": pid_params,
-                    "params": json.dumps(params),
-                    "sample_index": i,
-                    "prompt": problem["problem"],
-                    "completion": text,
-                    "finish_reason": "imported",
-                    "origin": "imported",
-                }
-            )
+            traces.append(trace)
             for col, marks in labels.items():
                 if marks[i - first] is not None:
-                    verifier = f"imported:{col}"
-                    verdicts.append(
-                        {
-                            "verdict_id": content_key("verdict", tid, verifier),
-                            "trace_id": tid,
-                            "verifier": verifier,
-                            "status": "correct" if marks[i - first] else "wrong",
-                        }
-                    )
+                    status = "correct" if marks[i - first] else "wrong"
+                    verdicts.append(verdict_row(tid, f"imported:{col}", status))
     return Imported(
         pl.DataFrame(problems, schema=PROBLEM_SCHEMA),
-        pl.DataFrame(traces, schema=TRACE_SCHEMA),
-        pl.DataFrame(verdicts, schema=VERDICT_SCHEMA),
+        trace_frame(traces),
+        verdict_frame(verdicts),
         pl.DataFrame(bad, schema=QUARANTINE_SCHEMA),
         pl.DataFrame(steps, schema=STEP_SCHEMA),
-        pl.DataFrame(labels_out, schema=FIRST_ERROR_SCHEMA),
+        first_error_frame(labels_out),
     )
 
 

@@ -16,8 +16,16 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.keys import problem_key, quarantine_key
+from pipeline.config import ProblemsSettings
 from pipeline.readers import Record
+from pipeline.rows import (
+    PROBLEM_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_CHARS,
+    problem_key,
+    quarantine_row,
+    storable,
+)
 from pipeline.text import last_boxed, normalize_answer, normalize_text
 
 
@@ -69,29 +77,17 @@ PRESETS: dict[str, ColumnMap] = {
 }
 
 
+_P = ProblemsSettings()
+
+
 @dataclass(frozen=True)
 class IngestLimits:
-    max_problem_chars: int = 20_000
-    max_answer_chars: int = 1_000
+    max_problem_chars: int = _P.max_problem_chars
+    max_answer_chars: int = _P.max_answer_chars
 
-
-PROBLEM_SCHEMA = {
-    "problem_id": pl.String,
-    "problem": pl.String,
-    "answer": pl.String,
-    "solution": pl.String,
-    "source": pl.String,
-    "source_id": pl.String,
-    "meta": pl.String,
-}
-QUARANTINE_SCHEMA = {
-    "quarantine_id": pl.String,
-    "stage": pl.String,
-    "source": pl.String,
-    "locator": pl.String,
-    "reason": pl.String,
-    "raw": pl.String,
-}
+    @classmethod
+    def from_settings(cls, problems: ProblemsSettings) -> IngestLimits:
+        return cls(problems.max_problem_chars, problems.max_answer_chars)
 
 
 class BadRow(ValueError):
@@ -119,7 +115,6 @@ def to_problems(
     source: str,
     columns: ColumnMap,
     limits: IngestLimits = IngestLimits(),
-    stage: str = "ingest",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalize records into (problems, quarantine) frames, one row per record.
 
@@ -132,7 +127,7 @@ def to_problems(
         try:
             good.append(problem_row(record_row(rec), source, columns, limits))
         except BadRow as exc:
-            bad.append(quarantine_record(stage, source, rec, str(exc)))
+            bad.append(quarantine_record("ingest", source, rec, str(exc)))
     return pl.DataFrame(good, schema=PROBLEM_SCHEMA), pl.DataFrame(bad, schema=QUARANTINE_SCHEMA)
 
 
@@ -254,29 +249,9 @@ def _answer_value(value: Any, col: str) -> str:
     return str(value)
 
 
-def quarantine_row(
-    stage: str, source: str, locator: str, reason: str, raw: str | None
-) -> dict[str, Any]:
-    raw = _storable(raw or "")[:2000]
-    reason = _storable(reason)
-    return {
-        "quarantine_id": quarantine_key(stage, source, locator, reason, raw),
-        "stage": stage,
-        "source": source,
-        "locator": locator,
-        "reason": reason,
-        "raw": raw,
-    }
-
-
 def raw_text(row: dict) -> str:
     try:
         text = json.dumps(row, default=str, ensure_ascii=False)
     except RecursionError:
         text = "(nested too deeply to show)"
-    return _storable(text)[:2000]
-
-
-def _storable(text: str) -> str:
-    """Valid UTF-8: a lone surrogate is written out as its escape (``\\ud800``)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return storable(text)[:RAW_CHARS]

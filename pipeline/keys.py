@@ -1,5 +1,7 @@
 """Deterministic row keys: a content hash of the parts that define a row.
 
+Each table's own key function is in ``pipeline/rows.py``.
+
 The same parts always give the same key, on any machine and in any release, so
 re-running a stage finds its earlier rows instead of writing them again. Keys
 are 128-bit BLAKE2b digests in hex: at a billion rows the chance of any
@@ -33,18 +35,5 @@ def content_key(kind: str, *parts: Any) -> str:
     return h.hexdigest()
 
 
-def problem_key(problem: str, answer: str) -> str:
-    """Key of a problem: its normalized text and normalized gold answer."""
-    return content_key("problem", problem, answer)
-
-
-def trace_key(problem_id: str, model: str, params: dict, sample_index: int) -> str:
-    return content_key("trace", problem_id, model, params, sample_index)
-
-
 def params_key(params: dict) -> str:
     return content_key("params", params)
-
-
-def quarantine_key(stage: str, source: str, locator: str, reason: str, raw: str) -> str:
-    return content_key("quarantine", stage, source, locator, reason, raw)

@@ -27,21 +27,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pipeline.keys import content_key
+from pipeline.config import NegativesSettings, SegmentSettings
+from pipeline.rows import PAIR_SCHEMA, pair_row
 from pipeline.segment import segment
 
-PAIR_SCHEMA = {
-    "pair_id": pl.String,
-    "kind": pl.String,
-    "problem_id": pl.String,
-    "prompt": pl.String,
-    "chosen": pl.String,
-    "rejected": pl.String,
-    "chosen_trace_id": pl.String,
-    "rejected_trace_id": pl.String,
-    "meta": pl.String,
-}
-KINDS = ("outcome", "step", "first-pit", "stepwise")
+_N, _S = NegativesSettings(), SegmentSettings()
 
 
 @dataclass
@@ -53,20 +43,6 @@ class Built:
         return pl.DataFrame(self.rows, schema=PAIR_SCHEMA)
 
 
-def _pair(kind, problem_id, prompt, chosen, rejected, chosen_id, rejected_id, meta, *key) -> dict:
-    return {
-        "pair_id": content_key("pair", kind, *key),
-        "kind": kind,
-        "problem_id": problem_id,
-        "prompt": prompt,
-        "chosen": chosen,
-        "rejected": rejected,
-        "chosen_trace_id": chosen_id,
-        "rejected_trace_id": rejected_id,
-        "meta": json.dumps(meta),
-    }
-
-
 def _groups(traces: pl.DataFrame) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in traces.iter_rows(named=True):
@@ -74,7 +50,7 @@ def _groups(traces: pl.DataFrame) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
-def outcome_pairs(traces: pl.DataFrame, per_problem: int = 1) -> Built:
+def outcome_pairs(traces: pl.DataFrame, per_problem: int = _N.pairs_per_problem) -> Built:
     built = Built()
     for (problem_id, prompt), rows in _groups(traces).items():
         good = [r for r in rows if r["correct"]]
@@ -86,7 +62,7 @@ def outcome_pairs(traces: pl.DataFrame, per_problem: int = 1) -> Built:
             if rank == per_problem:
                 break
             built.rows.append(
-                _pair(
+                pair_row(
                     "outcome",
                     problem_id,
                     prompt,
@@ -105,8 +81,8 @@ def outcome_pairs(traces: pl.DataFrame, per_problem: int = 1) -> Built:
 def step_pairs(
     traces: pl.DataFrame,
     correct_rollouts: pl.DataFrame,
-    segment_mode: str = "blank",
-    min_chars: int = 10,
+    segment_mode: str = _S.mode,
+    min_chars: int = _S.min_chars,
 ) -> Built:
     """``correct_rollouts``: trace_id, prefix_len, policy, rollout_index, completion."""
     built = Built()
@@ -116,9 +92,13 @@ def step_pairs(
     for (problem_id, prompt), rows in _groups(traces).items():
         good = [r for r in rows if r["correct"] and r["step_texts"]]
         for w in rows:
-            e = w["first_error"]
-            if w["correct"] or e is None or e < 0 or not w["step_texts"]:
+            if w["correct"]:
                 continue
+            why = _no_first_error(w)
+            if why:
+                built.skipped[why] += 1
+                continue
+            e = w["first_error"]
             prefix = w["completion"][: w["starts"][e]]
             rejected = w["step_texts"][e]
             chosen, meta, same = None, {"first_error": e}, False
@@ -150,7 +130,7 @@ def step_pairs(
                 continue
             chosen_id = meta.get("chosen_trace")
             built.rows.append(
-                _pair(
+                pair_row(
                     "step",
                     problem_id,
                     prompt + prefix,
@@ -199,7 +179,7 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]])
             after = v[1:]  # V_1..V_M: the value after each step
             pit = after.index(min(after))
             built.rows.append(
-                _pair(
+                pair_row(
                     "first-pit",
                     problem_id,
                     prompt,
@@ -235,7 +215,7 @@ def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -
             "advantages": advantages,
         }
         built.rows.append(
-            _pair(
+            pair_row(
                 "stepwise",
                 r["problem_id"],
                 r["prompt"],
@@ -249,6 +229,20 @@ def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -
             )
         )
     return built
+
+
+def _no_first_error(w: dict) -> str | None:
+    """Why a wrong trace has no first wrong step to pair, or None when it has one."""
+    e = w["first_error"]
+    if not w["step_texts"]:
+        return "no steps (not segmented)"
+    if not w.get("localized", e is not None):
+        return "not localized by the method"
+    if e is None:
+        return "first error undetermined"
+    if e < 0:
+        return "no wrong step found"
+    return None
 
 
 def _norm(text: str) -> str:

@@ -38,9 +38,11 @@ def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) ->
         os._exit(1)
 
 
-def guarded(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
-    """``argv`` wrapped so that the program gets ``sig`` when this process dies."""
-    return [sys.executable, "-m", "pipeline.procs", str(os.getpid()), str(int(sig)), "--", *argv]
+def guarded(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so that the program gets SIGTERM (time to clean up) when
+    this process dies."""
+    sig = int(signal.SIGTERM)
+    return [sys.executable, "-m", "pipeline.procs", str(os.getpid()), str(sig), "--", *argv]
 
 
 @contextlib.contextmanager

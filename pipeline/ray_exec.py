@@ -51,7 +51,7 @@ class RayVerifyPool:
     its items are retried one per task; an item that overruns alone is a
     ``timeout`` verdict, as in the local pool."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0):
+    def __init__(self, address: str, timeout_s: float):
         import ray
 
         connect(address)

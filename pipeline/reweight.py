@@ -11,32 +11,26 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipeline.config import DartSettings, ReweightSettings
 from pipeline.dart import DartPlan, targets
-from pipeline.keys import content_key
-
-SELECTION_SCHEMA = {
-    "selection_id": pl.String,
-    "recipe": pl.String,
-    "trace_id": pl.String,
-    "problem_id": pl.String,
-    "rank": pl.Int32,
-    "fail_rate": pl.Float64,
-    "weight": pl.Float64,
-}
+from pipeline.rows import SELECTION_SCHEMA, selection_key
 
 
 def recipe_name(select: str, weight: str) -> str:
     return f"{select}/{weight}"
 
 
+_R, _D = ReweightSettings(), DartSettings()
+
+
 def select_sft(
     traces: pl.DataFrame,
-    select: str = "all",
-    weight: str = "none",
+    select: str = _R.select,
+    weight: str = _R.weight,
     *,
-    k_u: int = 40,
-    k_p: int = 192,
-    floor: float = 0.1,
+    k_u: int = _D.k_u,
+    k_p: int = _D.k_p,
+    floor: float = _R.weight_floor,
 ) -> pl.DataFrame:
     """``traces``: problem_id, trace_id, sample_index, correct (one sampling setup)."""
     if select not in ("all", "uniform", "prop2diff"):
@@ -71,7 +65,7 @@ def select_sft(
         )
     return kept.select(
         selection_id=pl.col("trace_id").map_elements(
-            lambda t: content_key("sft_selection", recipe, t), return_dtype=pl.String
+            lambda t: selection_key(recipe, t), return_dtype=pl.String
         ),
         recipe=pl.lit(recipe),
         trace_id="trace_id",

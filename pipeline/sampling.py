@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from pipeline.config import TeacherSettings
 from pipeline.keys import content_key
 
+_T = TeacherSettings()  # the defaults live in the settings, declared once
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 TEMPLATES = ("chat", "boxed", "raw")
 
@@ -24,11 +26,17 @@ class SamplingParams:
     the sample index, so a resumed run asks for exactly what it asked before.
     """
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    seed: int = 0
-    template: str = "chat"
+    temperature: float = _T.temperature
+    top_p: float = _T.top_p
+    max_tokens: int = _T.max_tokens
+    seed: int = _T.seed
+    template: str = _T.template
+
+    @classmethod
+    def from_settings(cls, teacher: TeacherSettings) -> SamplingParams:
+        """The teacher's (``[teacher]``)."""
+        t = teacher
+        return cls(t.temperature, t.top_p, t.max_tokens, t.seed, t.template)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +55,7 @@ class Completion:
     finish_reason: str  # stop / length / error
     prompt_tokens: int | None
     completion_tokens: int | None
-    latency_s: float  # wall time of the request (for batched backends: of its batch)
+    latency_s: float | None  # wall time of the request (batched: of its batch); None: imported
 
 
 @dataclass(frozen=True)

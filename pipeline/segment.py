@@ -25,24 +25,16 @@ from typing import Literal
 
 import polars as pl
 
-from pipeline.keys import content_key
+from pipeline.config import SegmentSettings
+from pipeline.rows import STEP_SCHEMA, step_rows
 
 Mode = Literal["blank", "markers"]
+_S = SegmentSettings()  # the defaults live in the settings, declared once
 
 _BLANK = re.compile(r"\n[ \t]*\n")
 _MARKER = re.compile(r"(?im)^[ \t]*(?:[#*]+[ \t]*)?step[ \t]+\d+[ \t]*[:.)]")
 # a rough, tokenizer-free count (words and punctuation); only relative sizes matter here
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-
-STEP_SCHEMA = {
-    "step_id": pl.String,
-    "trace_id": pl.String,
-    "step_index": pl.Int32,
-    "text": pl.String,
-    "char_start": pl.Int32,
-    "char_end": pl.Int32,
-    "n_tokens": pl.Int32,
-}
 
 
 @dataclass(frozen=True)
@@ -57,17 +49,22 @@ def count_tokens(text: str) -> int:
 
 
 def segment(
-    text: str, mode: Mode = "blank", min_chars: int = 10, max_steps: int | None = 32
+    text: str,
+    mode: Mode = _S.mode,
+    min_chars: int = _S.min_chars,
+    max_steps: int | None = _S.max_steps,
 ) -> list[Step]:
     spans = _split(text, mode)
-    spans = _merge_short(text, spans, min_chars)
+    spans = _merge_short(spans, min_chars)
     if max_steps and len(spans) > max_steps:
         spans = _budget(text, spans, max_steps)
     return [Step(s, e, count_tokens(text[s:e])) for s, e in spans]
 
 
-def given_steps(steps: list[str], separator: str = "\n\n") -> tuple[str, list[Step]]:
-    """The completion for a pre-split list, and its steps exactly as given."""
+def given_steps(steps: list[str]) -> tuple[str, list[Step]]:
+    """The completion for a pre-split list (steps joined by a blank line, what
+    ``blank`` mode splits on), and its steps exactly as given."""
+    separator = "\n\n"
     out, pos = [], 0
     for i, step in enumerate(steps):
         if i:
@@ -77,23 +74,11 @@ def given_steps(steps: list[str], separator: str = "\n\n") -> tuple[str, list[St
     return separator.join(steps), out
 
 
-def step_rows(trace_id: str, text: str, steps: list[Step]) -> list[dict]:
-    return [
-        {
-            "step_id": content_key("step", trace_id, i),
-            "trace_id": trace_id,
-            "step_index": i,
-            "text": text[s.start : s.end],
-            "char_start": s.start,
-            "char_end": s.end,
-            "n_tokens": s.n_tokens,
-        }
-        for i, s in enumerate(steps)
-    ]
-
-
 def segment_traces(
-    traces: pl.DataFrame, mode: Mode = "blank", min_chars: int = 10, max_steps: int | None = 32
+    traces: pl.DataFrame,
+    mode: Mode = _S.mode,
+    min_chars: int = _S.min_chars,
+    max_steps: int | None = _S.max_steps,
 ) -> pl.DataFrame:
     """Step rows for ``traces`` (trace_id, completion)."""
     rows: list[dict] = []
@@ -137,7 +122,7 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if end > start else None
 
 
-def _merge_short(text: str, spans: list[tuple[int, int]], min_chars: int):
+def _merge_short(spans: list[tuple[int, int]], min_chars: int):
     merged: list[tuple[int, int]] = []
     carry: int | None = None  # start of short fragments waiting for the next step
     for s, e in spans:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([\w-]+)\.sql$")
+_INCLUDE = re.compile(r"^-- @include ([\w.-]+\.sql)$", re.M)
 
 
 @cache
@@ -30,6 +31,16 @@ def schema_sql() -> str:
     return (sql_dir() / "schema.sql").read_text(encoding="utf-8")
 
 
+def macros_sql() -> str:
+    """``sql/macros.sql``: the table macros, created or replaced on every writer open."""
+    return (sql_dir() / "macros.sql").read_text(encoding="utf-8")
+
+
+def _expand(text: str) -> str:
+    """A ``-- @include NAME.sql`` line becomes that file of ``sql/``."""
+    return _INCLUDE.sub(lambda m: (sql_dir() / m[1]).read_text(encoding="utf-8"), text)
+
+
 def migrations() -> list[Migration]:
     """``sql/migrations/NNN_name.sql`` in version order (the baseline schema is version 1)."""
     found = []
@@ -37,7 +48,7 @@ def migrations() -> list[Migration]:
         m = _MIGRATION_NAME.match(path.name)
         if not m:
             raise ValueError(f"migration file name must look like 002_name.sql: {path}")
-        found.append(Migration(int(m[1]), m[2], path.read_text(encoding="utf-8")))
+        found.append(Migration(int(m[1]), m[2], _expand(path.read_text(encoding="utf-8"))))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions) or any(v < 2 for v in versions):
         raise ValueError(f"migration versions must be unique and >= 2: {versions}")

@@ -45,7 +45,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import __version__
-from pipeline.sqlfiles import Migration, canned_queries, migrations, schema_sql, stage_sql
+from pipeline.config import StoreSettings
+from pipeline.sqlfiles import (
+    Migration,
+    canned_queries,
+    macros_sql,
+    migrations,
+    schema_sql,
+    stage_sql,
+)
 
 TableLike = pa.Table | pl.DataFrame
 
@@ -75,6 +83,7 @@ class StoreWarning(UserWarning):
 # database invalidated by an earlier such error. These become a StoreError
 # naming the store; other errors (a bad query, a constraint) are bugs and keep
 # their traceback.
+_S = StoreSettings()  # the defaults live in the settings, declared once
 _STORE_FAILURES = (duckdb.OperationalError, duckdb.FatalException, duckdb.InternalException)
 
 
@@ -180,8 +189,8 @@ class Store:
         *,
         command: str,
         config: dict | None = None,
-        open_timeout_s: float = 30.0,
-        batch_rows: int = 245_760,
+        open_timeout_s: float = _S.open_timeout_s,
+        batch_rows: int = _S.batch_rows,
         extra_migrations: list[Migration] | None = None,
         lock_wait_s: float = 0.0,
     ) -> Store:
@@ -228,7 +237,7 @@ class Store:
         return store
 
     @classmethod
-    def reader(cls, path: Path | str, *, open_timeout_s: float = 30.0) -> Store:
+    def reader(cls, path: Path | str, *, open_timeout_s: float = _S.open_timeout_s) -> Store:
         """Open the file once now, so that one DuckDB cannot read fails here rather
         than mid-command; a store of a newer schema warns (:class:`StoreWarning`)."""
         store = cls(Path(path), read_only=True, open_timeout_s=open_timeout_s, batch_rows=0)
@@ -413,12 +422,12 @@ class Store:
             except duckdb.Error as exc:
                 raise QueryError(str(exc)) from exc
 
-    def canned(self, name: str, params: list | dict | None = None) -> pl.DataFrame:
+    def canned(self, name: str) -> pl.DataFrame:
         """Run ``sql/queries/<name>.sql``."""
         queries = canned_queries()
         if name not in queries:
             raise KeyError(f"no canned query {name!r}; have: {', '.join(queries)}")
-        return self.query(queries[name].read_text(encoding="utf-8"), params)
+        return self.query(queries[name].read_text(encoding="utf-8"))
 
     def stage(self, name: str, params: dict | None = None) -> pl.DataFrame:
         """Run ``sql/stages/<name>.sql`` with named ``$params``."""
@@ -543,3 +552,4 @@ def _migrate(con: duckdb.DuckDBPyConnection, pending: list[Migration]) -> None:
             con.execute(
                 "INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name]
             )
+    con.execute(macros_sql())

@@ -10,15 +10,28 @@ program text) are settled here without a worker.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import polars as pl
 
 from pipeline.answer_check import Check, Outcome, check_one
-from pipeline.keys import content_key
+from pipeline.config import VerifySettings
+from pipeline.rows import verdict_frame, verdict_row
 from pipeline.text import last_boxed
 from pipeline.verify_pool import CHUNK, VerifyPool
 
-__all__ = ["CHUNK", "Check", "Outcome", "VerifyPool", "check_one", "extract_answer", "verdict_rows"]
+__all__ = [
+    "CHUNK",
+    "Answer",
+    "Check",
+    "Judged",
+    "Outcome",
+    "VerifyPool",
+    "check_one",
+    "extract_answer",
+    "judge",
+    "verdict_rows",
+]
 
 try:  # the version goes into every verdict's key
     from importlib.metadata import version as _pkg_version
@@ -27,6 +40,7 @@ try:  # the version goes into every verdict's key
 except Exception:  # pragma: no cover - metadata missing in odd installs
     VERIFIER = "math-verify"
 
+_V = VerifySettings()  # the defaults live in the settings, declared once
 STATUSES = ("correct", "wrong", "no_answer", "truncated", "timeout", "error")
 MAX_ANSWER_CHARS = 1_000  # a longer "answer" is not an answer
 
@@ -40,7 +54,7 @@ _CODE = re.compile(r"__|[\"`]|\bimport\b|\blambda\b|[A-Za-z_]\w*\.[A-Za-z_]\w*\(
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
-def extract_answer(text: str, fallback: str = "last_number") -> str | None:
+def extract_answer(text: str, fallback: str = _V.fallback) -> str | None:
     """The final answer of a completion: the last ``\\boxed{}`` (balanced
     braces), else an "answer is ..." phrase, else ``fallback`` ("last_number"
     or "none")."""
@@ -61,23 +75,37 @@ def extract_answer(text: str, fallback: str = "last_number") -> str | None:
     return None
 
 
-def verdict_rows(
-    traces: pl.DataFrame, pool: VerifyPool, fallback: str = "last_number", progress=None
-) -> pl.DataFrame:
-    """Verdicts for ``traces`` (columns trace_id, completion, finish_reason, answer = gold).
+@dataclass(frozen=True)
+class Answer:
+    """What a verdict is about: a completion (a trace, or a rollout with its prefix),
+    why it ended, and the gold answer."""
 
-    A trace cut at max_tokens is ``truncated`` (wrong, as in DART) whatever it
-    says; one with no extractable answer is ``no_answer``; the rest go to the pool.
-    """
-    rows: list[dict] = []
+    completion: str
+    finish_reason: str | None
+    gold: str
+
+
+@dataclass(frozen=True)
+class Judged:
+    status: str
+    extracted: str | None
+    seconds: float
+    detail: str | None
+
+
+def judge(
+    answers: list[Answer], pool: VerifyPool, fallback: str = _V.fallback, progress=None
+) -> list[Judged]:
+    """A verdict per answer. One cut at max_tokens is ``truncated`` (wrong, as in
+    DART) whatever it says; one with no extractable answer is ``no_answer``; the
+    rest go to the pool."""
+    out: list[dict] = []
     checks: list[Check] = []
     pooled: list[int] = []
-    for trace_id, completion, finish_reason, gold in traces.select(
-        "trace_id", "completion", "finish_reason", "answer"
-    ).iter_rows():
-        extracted = extract_answer(completion, fallback)
-        row = {"trace_id": trace_id, "extracted": extracted, "seconds": 0.0, "detail": None}
-        if finish_reason == "length":
+    for a in answers:
+        extracted = extract_answer(a.completion, fallback)
+        row = {"status": None, "extracted": extracted, "seconds": 0.0, "detail": None}
+        if a.finish_reason == "length":
             row["status"] = "truncated"
         elif extracted is None:
             row["status"] = "no_answer"
@@ -90,29 +118,35 @@ def verdict_rows(
         elif _CODE.search(extracted):
             row.update(status="no_answer", detail="looks like code, not a math answer")
         else:
-            row["status"] = None
-            pooled.append(len(rows))
-            checks.append(Check(gold, extracted))
-        rows.append(row)
+            pooled.append(len(out))
+            checks.append(Check(a.gold, extracted))
+        out.append(row)
         if row["status"] is not None and progress is not None:
             progress(1)
     for i, outcome in zip(pooled, pool.run(checks, progress), strict=True):
-        rows[i].update(
+        out[i].update(
             status=outcome.status, seconds=round(outcome.seconds, 4), detail=outcome.detail
         )
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "trace_id": pl.String,
-            "extracted": pl.String,
-            "seconds": pl.Float64,
-            "detail": pl.String,
-            "status": pl.String,
-        },
-    )
-    return frame.with_columns(
-        verdict_id=pl.col("trace_id").map_elements(
-            lambda t: content_key("verdict", t, VERIFIER), return_dtype=pl.String
-        ),
-        verifier=pl.lit(VERIFIER),
+    return [Judged(**row) for row in out]
+
+
+def verdict_rows(
+    traces: pl.DataFrame, pool: VerifyPool, fallback: str = _V.fallback, progress=None
+) -> pl.DataFrame:
+    """``verdicts`` rows for ``traces`` (columns trace_id, completion, finish_reason,
+    answer = gold), by this verifier."""
+    ids, answers = [], []
+    for trace_id, completion, finish_reason, gold in traces.select(
+        "trace_id", "completion", "finish_reason", "answer"
+    ).iter_rows():
+        ids.append(trace_id)
+        answers.append(Answer(completion, finish_reason, gold))
+    judged = judge(answers, pool, fallback, progress)
+    return verdict_frame(
+        [
+            verdict_row(
+                t, VERIFIER, j.status, extracted=j.extracted, seconds=j.seconds, detail=j.detail
+            )
+            for t, j in zip(ids, judged, strict=True)
+        ]
     )

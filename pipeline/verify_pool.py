@@ -189,7 +189,7 @@ class _Worker:
 class VerifyPool:
     """``workers`` worker processes; an item over its CPU budget is retried once, then ``timeout``."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 5.0):
+    def __init__(self, workers: int, timeout_s: float):
         self.workers = workers
         self.timeout_s = timeout_s
         self._zygote: _Zygote | None = None
@@ -246,7 +246,7 @@ class VerifyPool:
             for slot, w in enumerate(self._workers):
                 if not w.items:
                     continue
-                if w.conn in ready and self._receive(w, unique, final):
+                if w.conn in ready and self._receive(w, final):
                     continue
                 if w.conn.closed or (now >= w.look_at and self._over_budget(w, now)):
                     self._workers[slot] = self._retire(w, now, queue, retried, final)
@@ -273,7 +273,7 @@ class VerifyPool:
         w.look_at = now + STALL_FACTOR * self.timeout_s
         return w
 
-    def _receive(self, w: _Worker, unique: list[Check], final) -> bool:
+    def _receive(self, w: _Worker, final) -> bool:
         """Take what ``w`` has said; False if it died (its connection is then closed)."""
         try:
             while w.items and w.conn.poll():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def _clean_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("PITFALL_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """Tests that start a model server, Prefect or any process are marked ``slow``
+    (``make test-fast`` leaves them out); an unmarked one that starts a process fails."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,49 @@ def test_every_command_explains_itself():
     runner = CliRunner()
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
-    for command in ("ingest", "sql", "stats"):
+    commands = sorted(app.registered_commands, key=lambda c: c.name or c.callback.__name__)
+    assert len(commands) >= 15
+    for c in commands:
+        command = c.name or c.callback.__name__.replace("_", "-")
         assert command in top.output
         res = runner.invoke(app, [command, "--help"])
         assert res.exit_code == 0, command
         assert "Usage: pitfall " + command in res.output
+        assert len(res.output.split("Usage:")[1].strip().splitlines()) > 3, command
+
+
+def test_localize_and_negatives_help_list_the_registered_choices():
+    from pipeline.stages.localize import METHODS
+    from pipeline.stages.negatives import KINDS
+
+    runner = CliRunner()
+    localize = " ".join(runner.invoke(app, ["localize", "--help"]).output.split())
+    negatives = " ".join(runner.invoke(app, ["negatives", "--help"]).output.split())
+    assert all(m in localize for m in METHODS)
+    assert all(k in negatives for k in KINDS)
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed"),
+    [
+        (["sample", "--backend", "bogus"], "'vllm', 'openai' or 'transformers'"),
+        (["localize", "--method", "bogus"], "mc-binary, mc-linear, prm, judge"),
+        (["negatives", "--kinds", "bogus"], "outcome, step, first-pit, stepwise"),
+        (["reweight", "--select", "bogus"], "'all', 'uniform' or 'prop2diff'"),
+        (["run", "--stage", "bogus"], "'ingest', 'sample', 'verify'"),
+        (["verify", "--workers", "0"], "greater than 0"),
+        (["sample", "--k-u", "0"], "greater than 0"),
+    ],
+)
+def test_a_bad_flag_value_is_one_line_naming_what_is_allowed(pitfall, args, allowed):
+    """Before, `sample --backend bogus` ended in a traceback and `verify --workers 0`
+    in a validation error with no flag named."""
+    result = pitfall(*args, ok=False)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: [") and allowed in lines[0], lines
+    assert "bogus" in lines[0] or "0" in lines[0]
+    assert not pitfall.store.exists()  # nothing opened, nothing recorded
 
 
 def test_sql_formats(filled, tmp_path):
@@ -104,6 +142,7 @@ def test_bad_config_exits_2_naming_the_key(pitfall, tmp_path):
     assert f"{cfg}: unknown key 'store.pth'" in res.output
 
 
+@pytest.mark.slow
 def test_second_writer_command_fails_fast_and_the_store_survives(pitfall, store_path):
     import subprocess
     import sys

@@ -12,11 +12,11 @@ import tracemalloc
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.ingest import ingest_records
-from flows.traces import import_records
 from pipeline.config import Settings
 from pipeline.ingest import column_map
 from pipeline.readers import Record, read_file
+from pipeline.stages import Scope, Source, StageContext
+from pipeline.stages import ingest as ingest_stage
 from pipeline.store import Store
 
 GOOD = [
@@ -280,7 +280,7 @@ def test_decimal_answer_is_a_number(tmp_path, pitfall, store_path):
     assert "│     0 │       2 │           0 │" in pitfall("ingest", same).output
 
 
-def test_ingest_commits_chunk_by_chunk_and_counts_as_before(store_path):
+def test_ingest_commits_chunk_by_chunk_and_counts_as_before(store_path, monkeypatch):
     """Rows reach the store before the input is read to the end, and a problem
     repeated across chunks is still counted once as taken, then as skipped."""
     in_store: list[int] = []
@@ -293,21 +293,26 @@ def test_ingest_commits_chunk_by_chunk_and_counts_as_before(store_path):
             yield Record(f"line {i + 1}", {"problem": f"What is {i % 15} + 1?", "answer": "x"})
         yield Record("line 31", None, "broken JSON", "{")
 
+    monkeypatch.setattr(ingest_stage, "PROBLEM_ROUND", 10)
+    source = Source("gen", records, column_map())
     with Store.writer(store_path, command="test") as store:
-        got = ingest_records(store, records(), "gen", column_map(), Settings(), chunk_rows=10)
+        got = ingest_stage.run(StageContext(store, Settings(), scope=Scope(inputs=(source,))))
     assert in_store == [10, 15]
-    assert (got.taken, got.skipped, got.quarantined) == (15, 15, 1)
-    assert got.reasons.rows() == [("broken JSON", 1)]
+    (counts,) = got.detail["sources"]
+    assert (counts["taken"], counts["skipped"], counts["quarantined"]) == (15, 15, 1)
+    assert counts["reasons"] == {"broken JSON": 1}
 
 
-def test_import_numbers_a_repeated_problem_on_across_chunks(store_path):
+def test_import_numbers_a_repeated_problem_on_across_chunks(store_path, monkeypatch):
     rows = [{**GOOD[0], "generations": [f"try {i}"]} for i in range(3)]
     records = [Record(f"line {i + 1}", row) for i, row in enumerate(rows)]
+    monkeypatch.setattr(ingest_stage, "TRACE_ROUND", 1)
+    source = Source("gen", lambda: records, column_map())
     with Store.writer(store_path, command="test") as store:
-        got = import_records(
-            store, records, "gen", column_map(), "generations", "m", (), Settings(), chunk_rows=1
-        )
-    assert (got.problems_new, got.traces_new, got.traces_skipped) == (1, 3, 0)
+        ctx = StageContext(store, Settings(), scope=Scope(inputs=(source,)))
+        got = ingest_stage.import_traces(ctx, ingest_stage.TraceColumns(model="m"))
+    (counts,) = got.detail["sources"]
+    assert (counts["problems new"], counts["traces new"], counts["traces skipped"]) == (1, 3, 0)
     traces = table(store_path, "SELECT sample_index, completion FROM traces ORDER BY 1").rows()
     assert traces == [(0, "try 0"), (1, "try 1"), (2, "try 2")]
 

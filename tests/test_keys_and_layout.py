@@ -1,7 +1,12 @@
 import ast
+import re
 from pathlib import Path
 
-from pipeline.keys import content_key, problem_key, trace_key
+import polars as pl
+
+from pipeline.keys import content_key
+from pipeline.rows import SCHEMAS, problem_key, trace_key
+from pipeline.store import Store
 from tests.conftest import REPO
 
 
@@ -46,3 +51,43 @@ def test_sql_stays_in_the_store():
         for path in (REPO / folder).rglob("*.py"):
             if path not in allowed:
                 assert "duckdb" not in _imports(path), path
+
+
+SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE FROM|CREATE|DROP|ALTER)\b")
+STORE_WRITES = {"insert_new", "replace_rows", "replace_where", "execute", "stage"}
+
+
+def test_flows_only_wire():
+    """flows/ holds no SQL string and calls no store write or stage query: stages
+    (pipeline/stages/) read and write, flows and the CLI only wire them."""
+    for path in (REPO / "flows").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not SQL_WORDS.search(node.value), f"{path}:{node.lineno}: {node.value!r}"
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in STORE_WRITES, f"{path}:{node.lineno}: .{node.attr}"
+
+
+# DuckDB column types the Polars schemas may hold (JSON columns take text)
+DUCK = {
+    pl.String: {"VARCHAR", "JSON"},
+    pl.Int32: {"INTEGER"},
+    pl.Int64: {"BIGINT"},
+    pl.Float64: {"DOUBLE"},
+    pl.Boolean: {"BOOLEAN"},
+}
+
+
+def test_every_row_schema_matches_its_table(tmp_path):
+    """pipeline/rows.py holds each table's schema; the store fills run_id and created_at."""
+    with Store.writer(tmp_path / "s.duckdb", command="test") as store:
+        columns = store.query(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE column_name NOT IN ('run_id', 'created_at')"
+        )
+    for table, schema in SCHEMAS.items():
+        got = columns.filter(pl.col("table_name") == table)
+        assert got["column_name"].to_list() == list(schema), table
+        for name, dtype in zip(got["column_name"], got["data_type"], strict=True):
+            assert dtype in DUCK[schema[name]], f"{table}.{name}: {dtype} vs {schema[name]}"

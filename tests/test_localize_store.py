@@ -8,21 +8,18 @@ import json
 import polars as pl
 import pytest
 
-from flows.localize import (
-    localize_consensus,
-    localize_judge,
-    localize_monte_carlo,
-    rollout_policy,
-    segment_pending,
-)
-from flows.sample import run_sampling
 from pipeline.backends.vllm_backend import VLLMBackend
 from pipeline.config import load_settings
+from pipeline.stages import StageContext
+from pipeline.stages import sample as sample_stage
+from pipeline.stages import segment as segment_stage
+from pipeline.stages.localize import localize
 from pipeline.store import Store
 from pipeline.toy.checker import first_error
-from pipeline.verify import VerifyPool
 from tests.conftest import TEACHER
 from tests.test_sampling import _store_with, rows_of
+
+pytestmark = pytest.mark.slow  # the toy teacher on vLLM, verification workers
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +41,12 @@ def toy_store(vllm_teacher, tmp_path_factory):
     # config names it, not by this checkout's absolute path, the rollouts (and
     # the accuracy asserted below) are the same wherever the tests run.
     backend.model = "data/models/toy-teacher"
-    with Store.writer(path, command="sample") as store:
-        run_sampling(store, backend, settings, [])
-        segment_pending(store, settings)
+    with (
+        Store.writer(path, command="sample") as store,
+        StageContext(store, settings, teacher=backend) as ctx,
+    ):
+        sample_stage.run(ctx)
+        segment_stage.run(ctx)
     return settings, backend
 
 
@@ -69,30 +69,29 @@ def _count(path, table):
 def test_monte_carlo_localizes_stores_and_reuses_rollouts(toy_store):
     settings, backend = toy_store
     path = settings.store.path
-    policy = rollout_policy(backend, settings)
     with (
         Store.writer(path, command="loc") as store,
-        VerifyPool(2, settings.verify.timeout_s) as pool,
+        StageContext(store, settings, teacher=backend) as ctx,
     ):
-        binary = localize_monte_carlo(store, "mc-binary", policy, pool, settings)
-        assert binary.traces == 24
-        assert binary.rollouts_generated == binary.rollouts_used > 0
+        binary = localize(ctx, "mc-binary")
+        assert binary.rows_in == 24
+        assert binary.rollouts == binary.detail["rollouts_used"] > 0
         rollouts_after_binary = _count(path, "rollouts")
-        assert rollouts_after_binary == binary.rollouts_generated
+        assert rollouts_after_binary == binary.rollouts
 
         # a rerun finds every trace localized and pays nothing
-        again = localize_monte_carlo(store, "mc-binary", policy, pool, settings)
-        assert (again.traces, again.rollouts_generated) == (0, 0)
+        again = localize(ctx, "mc-binary")
+        assert (again.rows_in, again.rollouts) == (0, 0)
 
         # mc-linear probes every prefix, reusing what binary already paid for
-        linear = localize_monte_carlo(store, "mc-linear", policy, pool, settings)
-        assert linear.rollouts_generated < linear.rollouts_used
-        assert _count(path, "rollouts") == rollouts_after_binary + linear.rollouts_generated
+        linear = localize(ctx, "mc-linear")
+        assert linear.rollouts < linear.detail["rollouts_used"]
+        assert _count(path, "rollouts") == rollouts_after_binary + linear.rollouts
 
         # forgetting the labels (not the rollouts) reproduces them for free
         store.execute("DELETE FROM first_errors WHERE method = 'mc-binary'")
-        redo = localize_monte_carlo(store, "mc-binary", policy, pool, settings)
-        assert redo.rollouts_generated == 0
+        redo = localize(ctx, "mc-binary")
+        assert redo.rollouts == 0
 
     labels = _labels(path, "mc-binary")
     wrong = labels.filter(pl.col("status") != "correct")
@@ -119,16 +118,16 @@ def test_judge_and_consensus(toy_store):
     settings, backend = toy_store
     settings.localize.judge_n = 2
     path = settings.store.path
-    with Store.writer(path, command="judge") as store:
-        judge = localize_judge(store, backend, settings)
+    with (
+        Store.writer(path, command="judge") as store,
+        StageContext(store, settings, teacher=backend) as ctx,
+    ):
+        judge = localize(ctx, "judge")
         # the toy teacher was never taught to critique: its answers are mostly
         # not an index, and those are recorded as such, not guessed
-        assert judge.traces == 24
-        with VerifyPool(2, settings.verify.timeout_s) as pool:
-            localize_monte_carlo(
-                store, "mc-binary", rollout_policy(backend, settings), pool, settings
-            )
-        consensus = localize_consensus(store, settings)
+        assert judge.rows_in == 24
+        localize(ctx, "mc-binary")
+        consensus = localize(ctx, "consensus")
     rows = _labels(path, "judge")
     details = [json.loads(d) for d in _details(path, "judge")]
     assert all(sum(d["votes"].values()) + d["unparseable"] == 2 for d in details)
@@ -136,8 +135,8 @@ def test_judge_and_consensus(toy_store):
     assert undetermined == sum(1 for d in details if not d["votes"])
     both = _both(path)
     agree = both.filter(pl.col("a") == pl.col("b")).height
-    assert consensus.traces == both.height
-    assert sum(consensus.labels.values()) == agree == _count_method(path, "consensus")
+    assert consensus.rows_in == both.height
+    assert sum(consensus.detail["labels"].values()) == agree == _count_method(path, "consensus")
 
 
 def _details(path, method):

@@ -8,12 +8,14 @@ import json
 import polars as pl
 import pytest
 
-from flows.localize import segment_pending
-from flows.negatives import build_negatives, reweight
 from pipeline.config import load_settings
-from pipeline.import_traces import first_error_key
 from pipeline.keys import content_key
-from pipeline.localize.rollouts import rollout_key
+from pipeline.rows import first_error_key, rollout_key
+from pipeline.stages import StageContext
+from pipeline.stages import export as export_stage
+from pipeline.stages import negatives as negatives_stage
+from pipeline.stages import reweight as reweight_stage
+from pipeline.stages import segment as segment_stage
 from pipeline.store import Store
 from pipeline.verify import VERIFIER
 from tests.conftest import STUDENT
@@ -24,6 +26,17 @@ BAD_LATE = "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 12.\n\nThe answer is \\b
 BAD_EARLY = "Add 3: 2 + 3 = 6.\n\nMultiply by 2: 6 * 2 = 12.\n\nThe answer is \\boxed{12}."
 GOOD_2 = "Add 3: 2 + 3 = 5.\n\nMultiply by 2: 5 * 2 = 10.\n\nSo we get \\boxed{10}."
 POLICY = "policy-1"
+
+
+def build_negatives(store, settings, kinds) -> dict:
+    """The negatives stage for ``kinds``: pairs built and skipped, per kind."""
+    settings.negatives.kinds = kinds
+    return negatives_stage.run(StageContext(store, settings)).detail
+
+
+def reweight(store, settings) -> pl.DataFrame:
+    reweight_stage.run(StageContext(store, settings))
+    return store.query("SELECT * FROM sft_selection")
 
 
 def trace(tid, problem, index, text):
@@ -70,7 +83,7 @@ def curated(tmp_path):
                 ]
             ),
         )
-        segment_pending(store, settings)
+        segment_stage.run(StageContext(store, settings))
         store.insert_new(
             "first_errors",
             pl.DataFrame(
@@ -133,8 +146,8 @@ def pairs_of(settings, kind):
 def test_outcome_pairs_follow_redis_recipe(curated):
     with Store.writer(curated.store.path, command="neg") as store:
         summary = build_negatives(store, curated, ["outcome"])
-    assert summary.built == {"outcome": 1}
-    assert summary.skipped["outcome"] == {"no incorrect trace": 1}  # P2
+    assert summary["built"] == {"outcome": 1}
+    assert summary["skipped"]["outcome"] == {"no incorrect trace": 1}  # P2
     (pair,) = pairs_of(curated, "outcome")
     # first correct (T2, sample 1) against first incorrect (T1, sample 0)
     assert (pair["chosen_trace_id"], pair["rejected_trace_id"]) == ("T2", "T1")
@@ -142,8 +155,8 @@ def test_outcome_pairs_follow_redis_recipe(curated):
     # up to m pairs: the i-th correct with the i-th incorrect; reruns add nothing
     curated.negatives.pairs_per_problem = 2
     with Store.writer(curated.store.path, command="neg") as store:
-        assert build_negatives(store, curated, ["outcome"]).built == {"outcome": 1}
-        assert build_negatives(store, curated, ["outcome"]).built == {"outcome": 0}
+        assert build_negatives(store, curated, ["outcome"])["built"] == {"outcome": 1}
+        assert build_negatives(store, curated, ["outcome"])["built"] == {"outcome": 0}
     got = [(p["chosen_trace_id"], p["rejected_trace_id"]) for p in pairs_of(curated, "outcome")]
     assert got == [("T2", "T1"), ("T4", "T3")]
 
@@ -151,7 +164,7 @@ def test_outcome_pairs_follow_redis_recipe(curated):
 def test_step_pairs_cut_before_the_first_error(curated):
     with Store.writer(curated.store.path, command="neg") as store:
         summary = build_negatives(store, curated, ["step"])
-    assert summary.built == {"step": 2}
+    assert summary["built"] == {"step": 2}
     t1, t3 = pairs_of(curated, "step")
     # T1 goes wrong at step 1: the prompt carries step 0, the chosen step is the
     # first step of the rollout from that prefix that reached the gold answer
@@ -171,15 +184,15 @@ def test_step_pair_skipped_without_a_correct_continuation(curated):
         store.execute("DELETE FROM traces WHERE trace_id IN ('T2', 'T4')")
         store.execute("DELETE FROM rollouts")
         summary = build_negatives(store, curated, ["step"])
-    assert summary.built == {"step": 0}
-    assert summary.skipped["step"] == {"no correct continuation": 2}
+    assert summary["built"] == {"step": 0}
+    assert summary["skipped"]["step"] == {"no correct continuation": 2}
 
 
 def test_first_pit_and_stepwise_from_values(curated):
     with Store.writer(curated.store.path, command="neg") as store:
         summary = build_negatives(store, curated, ["first-pit", "stepwise"])
     # T3 has no values: counted, not guessed
-    assert summary.skipped["first-pit"] == {"no step values (run mc-linear)": 1}
+    assert summary["skipped"]["first-pit"] == {"no step values (run mc-linear)": 1}
     (pit,) = pairs_of(curated, "first-pit")
     # values after each step: V1 = .5, V2 = 0, V3 = 0 -> first minimum after step 1
     assert json.loads(pit["meta"])["pit"] == 1
@@ -214,6 +227,7 @@ def test_reweight_selects_by_target_and_weights_by_fail_rate(curated):
     assert w["T2"] / w["T5"] == pytest.approx((0.5 + 0.1) / 0.1)
 
 
+@pytest.mark.slow  # trains two models
 def test_pairs_load_in_trl_trainers(curated, tmp_path):
     """The rows feed TRL as they are: DPO takes prompt/chosen/rejected, SFT
     prompt/completion. One training step each on the toy student."""
@@ -257,14 +271,12 @@ def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
     so push goes to a stand-in API object that records the calls."""
     from datasets import load_dataset
 
-    from flows.export import export_datasets, push_to_hub
-
     curated.export.dir = tmp_path / "export"
     curated.export.hub_repo = "org/toy-pitfall"
     with Store.writer(curated.store.path, command="neg") as store:
         build_negatives(store, curated, ["outcome", "step", "first-pit", "stepwise"])
         reweight(store, curated)
-        written = {e.config: e.rows for e in export_datasets(store, curated)}
+        written = export_stage.run(StageContext(store, curated)).detail["configs"]
     assert written == {"sft": 3, "outcome": 1, "step": 2, "first_pit": 1, "stepwise": 1}
     sft = load_dataset(str(curated.export.dir), "sft", split="train")
     assert sft.column_names[:3] == ["prompt", "completion", "weight"]
@@ -285,7 +297,7 @@ def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
             return "https://huggingface.co/datasets/org/toy-pitfall/commit/1"
 
     hub = FakeHub()
-    assert push_to_hub(curated, api=hub).endswith("/commit/1")
+    assert export_stage.push_to_hub(curated, api=hub).endswith("/commit/1")
     assert hub.calls == [
         ("create", "org/toy-pitfall", "dataset"),
         ("upload", "org/toy-pitfall", str(curated.export.dir)),

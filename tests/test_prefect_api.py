@@ -8,10 +8,14 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from pipeline.store import Store
 from tests import leftovers
 from tests.load import busy
 from tests.test_run import cli, env, write_config
+
+pytestmark = pytest.mark.slow  # Prefect's API server
 
 
 def test_first_run_on_a_fresh_prefect_home_works_on_a_busy_machine(tmp_path):

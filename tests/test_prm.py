@@ -17,6 +17,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
 from pipeline.localize.prm import PRMScorer, first_below
 from tests.conftest import STUDENT
 
+pytestmark = pytest.mark.slow  # PRM models
+
 STEPS = ["Add 3: 2 + 3 = 5.", "Multiply by 2: 5 * 2 = 10.", "The answer is \\boxed{10}."]
 
 

@@ -23,6 +23,8 @@ from tests import leftovers
 from tests.conftest import REPO, TEACHER
 from tests.test_sampling import PARAMS, check_backend, rows_of
 
+pytestmark = pytest.mark.slow  # model copies in worker processes
+
 CORES = sorted(os.sched_getaffinity(0))
 two_cores = pytest.mark.skipif(len(CORES) < 2, reason="replicas need a core each")
 

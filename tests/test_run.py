@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.store import Store, StoreMissing
+from pipeline.verify import VERIFIER
 from tests.conftest import PREFECT_HOME, REPO, Pitfall
+
+pytestmark = pytest.mark.slow  # `pitfall run` in a subprocess, with Prefect
 
 LEVELS = ("ops5-v99", "ops8-v199")
 KEYED = {
@@ -74,6 +78,7 @@ round_size = 6
 k = 4
 max_tokens = 100
 per_problem = 2
+{extra.get("localize", "")}
 [negatives]
 kinds = ["outcome", "step", "stepwise"]
 [export]
@@ -148,7 +153,7 @@ def test_run_completes_every_stage_and_prints_the_summary(reference):
     ]
     assert stage(s, "ingest")["rows_out"] == 6
     assert stage(s, "sample")["rows_out"] == 36  # 6 problems x 6 samples
-    assert stage(s, "localize")["detail"]["rollouts"] > 0
+    assert stage(s, "localize")["rollouts"] > 0
     k = reference["keys"]
     assert len(k["traces"]) == 36 and len(k["verdicts"]) == 36
     assert k["first_errors"] and k["pairs"] and k["sft_selection"]
@@ -163,10 +168,46 @@ def test_second_run_on_unchanged_input_does_nothing_new(reference):
     s = reference["second"]
     assert stage(s, "ingest")["rows_out"] == 0
     assert stage(s, "sample")["rows_out"] == 0  # no sampling
-    assert stage(s, "sample")["detail"]["verified"] == 0  # no verification
-    assert stage(s, "localize")["detail"]["rollouts"] == 0  # no rollouts
+    assert stage(s, "sample")["detail"]["verdicts"] == {}  # no verification
+    assert stage(s, "localize")["rollouts"] == 0  # no rollouts
     assert stage(s, "negatives")["rows_out"] == 0
     assert keys(reference["store"]) == reference["keys"]
+
+
+def test_run_localizes_with_the_configured_method(reference, tmp_path):
+    """With `[localize] method = "judge"` the run used to localize with mc-binary,
+    then build no step pairs from the judge labels it never wrote, counting nothing."""
+    store = tmp_path / "store.duckdb"
+    shutil.copy(reference["store"], store)
+    with Store.writer(store, command="test") as s:  # keep the traces, forget labels and pairs
+        s.execute("DELETE FROM pairs")
+        s.execute("DELETE FROM first_errors")
+    localize = 'method = "judge"\njudge_n = 2\njudge_max_tokens = 48'
+    config = write_config(tmp_path, store, localize=localize)
+    done = subprocess.run(cli(config, "run"), env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = last_run_summary(store)
+    assert stage(summary, "localize")["detail"]["method"] == "judge"
+    with Store.reader(store) as s:
+        methods = dict(s.query("SELECT method, count(*) FROM first_errors GROUP BY 1").iter_rows())
+        wrong = s.query(
+            "SELECT count(*) FROM trace_outcomes(?) WHERE status IN ('wrong', 'no_answer', 'truncated')",
+            [VERIFIER],
+        ).item()
+        steps = s.query(
+            "SELECT json_extract(p.meta, '$.first_error')::INT AS used, f.first_error AS label "
+            "FROM pairs p JOIN first_errors f ON f.trace_id = p.rejected_trace_id "
+            "AND f.method = 'judge' WHERE p.kind = 'step'"
+        )
+        n_step = s.query("SELECT count(*) FROM pairs WHERE kind = 'step'").item()
+    assert methods == {"judge": stage(summary, "localize")["rows_out"]} and methods["judge"] > 0
+    # every step pair cuts its trace at the judge's label ...
+    assert steps.height == n_step and (steps["used"] == steps["label"]).all()
+    # ... and every wrong trace is either paired or counted under its reason
+    negatives = stage(summary, "negatives")
+    skipped = {k: n for k, n in negatives["skipped"].items() if k.startswith("step: ")}
+    assert negatives["detail"]["built"]["step"] + sum(skipped.values()) == wrong
+    assert skipped.get("step: not localized by the method", 0) < wrong
 
 
 def _counts(store: Path) -> dict[str, int]:
@@ -243,7 +284,7 @@ def test_a_locked_store_makes_a_run_wait_or_exit(tmp_path):
 
 
 def test_deployment_carries_the_schedule_and_settings(tmp_path):
-    from flows.cli_run import curate_deployment
+    from flows.cli.run import curate_deployment
     from pipeline.config import load_settings
 
     settings = load_settings(write_config(tmp_path, tmp_path / "s.duckdb"))

@@ -18,15 +18,18 @@ import urllib.request
 import polars as pl
 import pytest
 
-from flows.sample import run_sampling
 from pipeline.backends.hf_backend import TransformersBackend
 from pipeline.backends.openai_backend import OpenAIBackend
 from pipeline.backends.vllm_backend import VLLMBackend
 from pipeline.config import load_settings
 from pipeline.sampling import Request, SamplingParams
+from pipeline.stages import StageContext
+from pipeline.stages import sample as sample_stage
 from pipeline.store import Store
 from pipeline.toy.checker import first_error
 from tests.conftest import REPO, TEACHER
+
+pytestmark = pytest.mark.slow  # vLLM and transformers engines, CLI subprocesses
 
 TOY_TEST = [
     json.loads(line) for line in (REPO / "data" / "toy" / "test.jsonl").read_text().splitlines()
@@ -178,8 +181,11 @@ def _sample(path, backend, **dart):
     settings = load_settings(
         None, {"dart": dart, "teacher": {"max_tokens": 160}, "verify": {"workers": 2}}
     )
-    with Store.writer(path, command="sample") as store:
-        summary = run_sampling(store, backend, settings, [])
+    with (
+        Store.writer(path, command="sample") as store,
+        StageContext(store, settings, teacher=backend) as ctx,
+    ):
+        summary = sample_stage.run(ctx)
     with Store.reader(path) as store:
         levels = store.query(
             "SELECT json_extract_string(p.meta, '$.level') AS level, d.* FROM difficulty d JOIN problems p USING (problem_id)"
@@ -225,7 +231,7 @@ def test_uniform_reaches_its_target_within_the_cap(vllm_teacher, tmp_path):
     print(table.group_by("level", "status").len().sort("level"))
     assert done >= 0.95
     assert (table.filter(pl.col("status") == "done")["n_correct"] >= 2).all()
-    assert summary.traces == table["n_trials"].sum()
+    assert summary.rows_out == table["n_trials"].sum()
 
 
 def _pitfall(store, *args) -> list[str]:

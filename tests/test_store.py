@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.keys import problem_key
+from pipeline.rows import problem_key
 from pipeline.sqlfiles import Migration
 from pipeline.store import QueryError, Store, StoreLocked, StoreMissing
 
@@ -107,6 +107,7 @@ def test_readers_get_in_between_writer_batches(store_path):
         store.insert_new("problems", problems(2, start=3))
 
 
+@pytest.mark.slow
 def test_reader_waits_for_a_batch_in_progress(store_path, tmp_path):
     Store.writer(store_path, command="create").close()
     script = textwrap.dedent(f"""
@@ -131,6 +132,7 @@ def test_reader_waits_for_a_batch_in_progress(store_path, tmp_path):
     assert waited > 0.5  # it did wait for the batch rather than fail
 
 
+@pytest.mark.slow
 def test_second_writer_fails_fast_naming_the_holder(store_path):
     script = textwrap.dedent(f"""
         import time
@@ -163,6 +165,7 @@ def test_second_writer_fails_fast_naming_the_holder(store_path):
         assert store.query("SELECT command, status FROM runs").rows() == [("holder", "ok")]
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_writer_is_released(store_path):
     script = textwrap.dedent(f"""
         import os, signal

@@ -29,6 +29,8 @@ from pipeline.sqlfiles import migrations
 from pipeline.store import Store, StoreError, StoreLocked
 from tests.conftest import GSM8K, MATH500, PREFECT_HOME, REPO
 
+pytestmark = pytest.mark.slow  # CLI subprocesses, a tmpfs in a namespace
+
 CODE_VERSION = max(m.version for m in migrations())
 
 
@@ -74,7 +76,7 @@ def assert_one_error(result: Result, *words: str) -> str:
 
 
 def problems(n: int, width: int = 40, seed: int = 0) -> pl.DataFrame:
-    from pipeline.keys import problem_key
+    from pipeline.rows import problem_key
 
     rng = random.Random(seed)
     rows = []

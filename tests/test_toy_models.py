@@ -10,6 +10,8 @@ import torch
 from pipeline.toy.checker import first_error
 from tests.conftest import REPO, STUDENT, TEACHER
 
+pytestmark = pytest.mark.slow  # the toy models
+
 TEST_SET = [
     json.loads(line) for line in (REPO / "data" / "toy" / "test.jsonl").read_text().splitlines()
 ]

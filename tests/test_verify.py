@@ -38,6 +38,7 @@ def frame(rows):
     )
 
 
+@pytest.mark.slow
 def test_statuses_and_dedupe():
     traces = frame(
         [
@@ -64,6 +65,7 @@ def test_statuses_and_dedupe():
     assert out["verdict_id"].n_unique() == 7
 
 
+@pytest.mark.slow
 def test_pathological_answers_cannot_stall_the_pool():
     timeout = 2.0
     bad = frame(
@@ -104,6 +106,7 @@ def test_pathological_answers_cannot_stall_the_pool():
     assert not os.path.exists("/tmp/pitfall-pwned")  # model text is never run as code
 
 
+@pytest.mark.slow
 def test_math500_reference_solutions_verify(pitfall):
     pitfall("ingest", MATH500, "--preset", "math")
     pitfall("import-traces", MATH500, "--preset", "math", "--generations-col", "solution")
@@ -117,6 +120,7 @@ def test_math500_reference_solutions_verify(pitfall):
     assert "│ correct   │ 0      │" in again.output
 
 
+@pytest.mark.slow
 def test_gsm8k_reference_answers_verify(pitfall, store_path):
     from pipeline.store import Store
 

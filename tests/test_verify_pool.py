@@ -24,6 +24,8 @@ from tests import leftovers
 from tests.conftest import REPO
 from tests.load import busy
 
+pytestmark = pytest.mark.slow  # verification workers, CLI subprocesses, busy loops
+
 TOWER = "2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}"  # computes far past any budget, inside C code
 two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
 

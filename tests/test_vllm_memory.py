@@ -8,9 +8,12 @@ import sys
 import textwrap
 
 import psutil
+import pytest
 
 from pipeline.backends.vllm_backend import LOADER_ENV, cpu_kv_cache_bytes
 from tests.conftest import BEFORE_VLLM, REPO, TEACHER
+
+pytestmark = pytest.mark.slow  # vLLM engines
 
 PER_TOKEN = 2 * 4 * 4 * 64 * 4  # K and V, 4 layers, 4 heads of 64, float32: the toy teacher
 

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipeline.config import TeacherSettings
 from pipeline.sampling import Backend, Completion, Request, SamplingParams
+
+# the [teacher] settings each kind of backend takes
+OPTIONS = {
+    "vllm": ("gpu_memory_utilization", "max_model_len", "dtype"),
+    "transformers": ("batch_size",),
+    "openai": ("base_url", "api_key_env", "endpoint", "concurrency", "retries", "timeout_s"),
+}
+
+
+def backend_options(kind: str, teacher: TeacherSettings) -> dict:
+    """What a ``kind`` backend is built with, from ``[teacher]``: its own options and
+    the number of copies."""
+    if kind not in OPTIONS:
+        raise ValueError(f"unknown backend {kind!r}; use {', '.join(OPTIONS)}")
+    return {"replicas": teacher.replicas, **{k: getattr(teacher, k) for k in OPTIONS[kind]}}
 
 
 def make_backend(kind: str, model: str, *, replicas: int = 1, **options) -> Backend:

@@ -6,11 +6,14 @@ import time
 
 import torch
 
+from pipeline.config import TeacherSettings
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
+
+_T = TeacherSettings()  # the defaults live in the settings, declared once
 
 
 class TransformersBackend:
-    def __init__(self, model: str, *, batch_size: int = 32, **_ignored):
+    def __init__(self, model: str, *, batch_size: int = _T.batch_size):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = model

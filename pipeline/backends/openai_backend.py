@@ -31,7 +31,7 @@ import json
 import os
 import time
 
-from pipeline.config import redact
+from pipeline.config import TeacherSettings, redact
 from pipeline.sampling import (
     BOXED_INSTRUCTION,
     Completion,
@@ -42,6 +42,8 @@ from pipeline.sampling import (
     ServerUnavailable,
 )
 
+_T = TeacherSettings()  # the defaults live in the settings, declared once
+BACKOFF_S = 1.0  # the first retry's wait; each further one doubles it
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the same call may pass later
 SERVER_STATUS = {401, 403, 404}  # the key, the model or the URL: every request fails alike
 
@@ -59,14 +61,13 @@ class OpenAIBackend:
         self,
         model: str,
         *,
-        base_url: str = "http://127.0.0.1:8000/v1",
-        api_key_env: str = "OPENAI_API_KEY",
-        endpoint: str = "completions",  # or "chat"
-        concurrency: int = 8,
-        retries: int = 3,
-        timeout_s: float = 300.0,
-        backoff_s: float = 1.0,
-        **_ignored,
+        base_url: str = _T.base_url,
+        api_key_env: str = _T.api_key_env,
+        endpoint: str = _T.endpoint,
+        concurrency: int = _T.concurrency,
+        retries: int = _T.retries,
+        timeout_s: float = _T.timeout_s,
+        backoff_s: float = BACKOFF_S,
     ):
         if endpoint not in ("completions", "chat"):
             raise ValueError(f"endpoint must be completions or chat, not {endpoint!r}")

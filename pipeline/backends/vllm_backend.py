@@ -6,6 +6,7 @@ import logging
 import os
 import time
 
+from pipeline.config import TeacherSettings
 from pipeline.procs import scoped_env
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
 
@@ -25,6 +26,8 @@ CPU_ENGINE_ENV = {
 # start (torch's libgomp in LD_PRELOAD, a jemalloc setting). With the engine in
 # this process there are none; every later child inherited them instead, and a
 # transformers model in such a child ran 25 times slower (17 s -> 490 s).
+_T = TeacherSettings()  # the defaults live in the settings, declared once
+VLLM_SHARE = 0.9  # vllm.LLM's own gpu_memory_utilization when none is given
 LOADER_ENV = ("LD_PRELOAD", "LD_LIBRARY_PATH", "_RJEM_MALLOC_CONF")
 
 
@@ -88,7 +91,7 @@ def cpu_kv_cache_bytes(model: str, engine_args: dict) -> int:
     sequences = engine_args.get("max_num_seqs") or 256  # vLLM's default on the CPU
     need = per_token * length * sequences
     memory = psutil.virtual_memory()
-    share = int(float(engine_args.get("gpu_memory_utilization") or 0.9) * memory.total)
+    share = int(float(engine_args.get("gpu_memory_utilization", VLLM_SHARE)) * memory.total)
     size = min(need, share, memory.available // 2)
     if size < need:
         log.warning(
@@ -107,11 +110,10 @@ class VLLMBackend:
         self,
         model: str,
         *,
-        gpu_memory_utilization: float = 0.15,
-        max_model_len: int | None = None,
-        dtype: str = "auto",
+        gpu_memory_utilization: float = _T.gpu_memory_utilization,
+        max_model_len: int | None = _T.max_model_len,
+        dtype: str = _T.dtype,
         llm=None,
-        **_ignored,
     ):
         self.model = model
         # an engine can be handed in (tests share one per session)

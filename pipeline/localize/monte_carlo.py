@@ -40,17 +40,18 @@ def run_searches(
     known: Known,
     *,
     k: int,
-    threshold: int = 1,
-    chunk: int = 512,
-    fallback: str = "last_number",
+    threshold: int,
+    chunk: int,
+    fallback: str,
     persist: Callable[[pl.DataFrame], None] = lambda rows: None,
     progress: Callable[[int], None] | None = None,
-) -> tuple[list[Located], int]:
-    """First errors for ``targets`` and the number of rollouts generated (not reused)."""
+) -> tuple[list[Located], int, int]:
+    """First errors for ``targets``, and the rollouts and completion tokens generated
+    (not reused)."""
     cls = SEARCHES[method]
     by_id = {t.trace_id: t for t in targets}
     searches = {t.trace_id: cls(len(t.starts), k, threshold, wrong[t.trace_id]) for t in targets}
-    generated = 0
+    generated = tokens_generated = 0
     while True:
         wanted = _feed_known(searches, known)
         if not wanted:
@@ -64,13 +65,14 @@ def run_searches(
             ).iter_rows():
                 known.setdefault((tid, p), {})[i] = Rollout(bool(ok), int(tokens or 0))
             generated += rows.height
+            tokens_generated += int(rows["completion_tokens"].fill_null(0).sum())
             if progress:
                 progress(rows.height)
     located = []
     for tid, s in searches.items():
         tokens = sum(known[(tid, p)][i].tokens for p, n in s.used.items() for i in range(n))
         located.append(Located(tid, s.result, s.n_rollouts, tokens, dict(s.used)))
-    return located, generated
+    return located, generated, tokens_generated
 
 
 def _feed_known(searches, known: Known) -> list[tuple[str, int, int]]:

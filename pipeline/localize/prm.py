@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.config import LocalizeSettings
+
 
 @dataclass(frozen=True)
 class PRMScore:
@@ -25,13 +27,16 @@ def first_below(probabilities: list[float], threshold: float) -> int:
     return next((i for i, p in enumerate(probabilities) if p < threshold), -1)
 
 
+_L = LocalizeSettings()  # the defaults live in the settings, declared once
+
+
 class PRMScorer:
     def __init__(
         self,
         model: str,
-        separator: str = "<extra_0>",
-        threshold: float = 0.5,
-        trust_remote_code: bool = False,
+        separator: str = _L.prm_separator,
+        threshold: float = _L.prm_threshold,
+        trust_remote_code: bool = _L.prm_trust_remote_code,
         max_length: int | None = None,
     ):
         import torch

@@ -11,22 +11,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pipeline.keys import content_key, params_key
+from pipeline.keys import params_key
+from pipeline.rows import ROLLOUT_SCHEMA, rollout_row
 from pipeline.sampling import Backend, Request, SamplingParams, request_seed
 from pipeline.segment import prefix_text
-from pipeline.verify import VerifyPool, verdict_rows
-
-ROLLOUT_SCHEMA = {
-    "rollout_id": pl.String,
-    "trace_id": pl.String,
-    "prefix_len": pl.Int32,
-    "policy": pl.String,
-    "rollout_index": pl.Int32,
-    "completion": pl.String,
-    "finish_reason": pl.String,
-    "completion_tokens": pl.Int32,
-    "correct": pl.Boolean,
-}
+from pipeline.verify import Answer, VerifyPool, judge
 
 
 @dataclass(frozen=True)
@@ -58,15 +47,11 @@ class Rollout:
     tokens: int
 
 
-def rollout_key(trace_id: str, prefix_len: int, policy: str, index: int) -> str:
-    return content_key("rollout", trace_id, prefix_len, policy, index)
-
-
 def generate_rollouts(
     policy: Policy,
     wanted: list[tuple[Target, int, int]],
     pool: VerifyPool,
-    fallback: str = "last_number",
+    fallback: str,
 ) -> pl.DataFrame:
     """Rows for the rollouts ``wanted`` as (target, prefix length, rollout index).
 
@@ -86,32 +71,12 @@ def generate_rollouts(
         for t, p, i in wanted
     ]
     results = policy.backend.generate(requests, policy.params)
-    rows, checks = [], []
+    rows, answers = [], []
     for (t, p, i), completions in zip(wanted, results, strict=True):
         c = completions[0]
-        rid = rollout_key(t.trace_id, p, pid, i)
-        rows.append(
-            {
-                "rollout_id": rid,
-                "trace_id": t.trace_id,
-                "prefix_len": p,
-                "policy": pid,
-                "rollout_index": i,
-                "completion": c.text,
-                "finish_reason": c.finish_reason,
-                "completion_tokens": c.completion_tokens or 0,
-            }
-        )
-        checks.append(
-            {
-                "trace_id": rid,
-                "completion": prefix_text(t.completion, t.starts, p) + c.text,
-                "finish_reason": c.finish_reason,
-                "answer": t.answer,
-            }
-        )
-    verdicts = verdict_rows(pl.DataFrame(checks), pool, fallback)
-    correct = dict(zip(verdicts["trace_id"], verdicts["status"] == "correct", strict=True))
-    for row in rows:
-        row["correct"] = bool(correct[row["rollout_id"]])
+        rows.append(rollout_row(t.trace_id, p, pid, i, c))
+        answer = prefix_text(t.completion, t.starts, p) + c.text
+        answers.append(Answer(answer, c.finish_reason, t.answer))
+    for row, verdict in zip(rows, judge(answers, pool, fallback), strict=True):
+        row["correct"] = verdict.status == "correct"
     return pl.DataFrame(rows, schema=ROLLOUT_SCHEMA)

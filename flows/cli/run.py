@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows import curate as curate_module
-from flows.cli_common import (
+from flows.cli.common import (
     BAD_INPUT,
     LOCKED,
     _bars,
@@ -21,7 +21,6 @@ from flows.cli_common import (
     _override,
     _progress_factory,
     _settings,
-    app,
     err,
     out,
 )
@@ -31,6 +30,7 @@ from pipeline.procs import scoped_env
 from pipeline.readers import SourceError
 from pipeline.sampling import ServerUnavailable
 from pipeline.store import StoreError, StoreLocked
+from pipeline.totals import store_report
 
 
 def _flow_overrides(settings: Settings) -> dict:
@@ -40,7 +40,6 @@ def _flow_overrides(settings: Settings) -> dict:
     return redacted_settings(settings, exclude={"config_file"})
 
 
-@app.command()
 def run(
     ctx: typer.Context,
     stage: Annotated[
@@ -64,8 +63,7 @@ def run(
     so a second run on unchanged input samples, verifies and rolls out nothing,
     and a killed run picks up where it stopped.
     """
-    settings = _settings(ctx)
-    _override(settings.run, stages=stage, ray=ray, on_locked=on_locked)
+    settings = _override(ctx, run={"stages": stage, "ray": ray, "on_locked": on_locked})
     with _bars() as bars, _prefect(settings), _no_traceback_for(StoreError, SourceError):
         curate_module.progress_bars = _progress_factory(bars)
         try:
@@ -110,16 +108,14 @@ def _no_traceback_for(*errors: type[BaseException]):
             logger.removeFilter(drop_traceback)
 
 
-@app.command()
 def report(ctx: typer.Context) -> None:
     """What the store holds: problems, traces, pass rate, localized failures, pairs, SFT rows."""
     settings = _settings(ctx)
     with _open_reader(settings) as store:
-        row, pairs = curate_module.store_report(store)
+        row, pairs = store_report(store)
     _print_report(row, pairs, [])
 
 
-@app.command()
 def deploy(
     ctx: typer.Context,
     cron: Annotated[str, typer.Option(help='Schedule, e.g. "0 3 * * *" (03:00 daily).')],
@@ -170,13 +166,30 @@ def curate_deployment(settings: Settings, cron: str, name: str):
 def _print_stages(stages: list[dict[str, Any]]) -> None:
     table = Table("stage", "seconds", "looked at", "written", "detail", title="run")
     for s in stages:
-        detail = ", ".join(
-            f"{k} {v}" for k, v in s["detail"].items() if k != "files" and v not in (None, {})
-        )
         table.add_row(
-            s["stage"], f"{s['seconds']:.1f}", str(s["rows_in"]), str(s["rows_out"]), detail
+            s["stage"], f"{s['seconds']:.1f}", str(s["rows_in"]), str(s["rows_out"]), _brief(s)
         )
     out.print(table)
+
+
+def _brief(stage: dict[str, Any]) -> str:
+    """A stage's tokens, rollouts, flat details and skips in one cell (the full
+    result is in runs.summary)."""
+    parts = [f"{k} {stage[k]:,}" for k in ("tokens", "rollouts") if stage[k]]
+    for key, value in stage["detail"].items():
+        if (
+            isinstance(value, dict)
+            and value
+            and not any(isinstance(v, dict | list) for v in value.values())
+        ):
+            parts.append(f"{key}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.3g}")
+        elif isinstance(value, int | str) and key != "dir":
+            parts.append(f"{key} {value}")
+    if stage["skipped"]:
+        parts.append(f"skipped {sum(stage['skipped'].values()):,}")
+    return "; ".join(parts)
 
 
 def _print_report(row: dict, pairs: dict, stages: list[dict]) -> None:
@@ -198,3 +211,10 @@ def _print_report(row: dict, pairs: dict, stages: list[dict]) -> None:
     for f in files:
         table.add_row("exported", f)
     out.print(table)
+
+
+COMMANDS = {
+    "run": run,
+    "report": report,
+    "deploy": deploy,
+}

@@ -10,38 +10,27 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from flows.cli_common import (
+from flows.cli.common import (
     BAD_INPUT,
     _bars,
+    _context,
     _fail,
     _open_reader,
     _open_writer,
     _override,
-    _progress_factory,
     _rich_table,
     _settings,
-    app,
     out,
 )
-from flows.export import export_datasets, push_to_hub
-from flows.localize import (
-    annotated_summary,
-    localize_consensus,
-    localize_judge,
-    localize_monte_carlo,
-    localize_prm,
-    rollout_policy,
-    segment_pending,
-)
-from flows.negatives import build_negatives, reweight
-from pipeline.backends import LazyBackend, make_backend
-from pipeline.localize import METHODS
-from pipeline.metrics import processbench_f1
-from pipeline.negatives import KINDS
-from pipeline.verify import VerifyPool
+from pipeline.stages import export as export_stage
+from pipeline.stages import localize as localize_stage
+from pipeline.stages import negatives as negatives_stage
+from pipeline.stages import reweight as reweight_stage
+from pipeline.stages import segment as segment_stage
+from pipeline.stages.localize import METHODS
+from pipeline.stages.negatives import KINDS
 
 
-@app.command()
 def segment(ctx: typer.Context) -> None:
     """Split every trace that has no steps yet (\\[segment] mode, min_chars, max_steps).
 
@@ -52,16 +41,18 @@ def segment(ctx: typer.Context) -> None:
     """
     settings = _settings(ctx)
     with _open_writer(settings, "segment") as store, _bars() as bars:
-        n = segment_pending(store, settings, _progress_factory(bars))
-        store.close("ok", {"segmented": n})
-    out.print(f"segmented {n} traces")
+        result = segment_stage.run(_context(settings, store, bars))
+        store.close("ok", result.as_dict())
+    out.print(f"segmented {result.rows_out} traces")
 
 
-@app.command()
 def localize(
     ctx: typer.Context,
     method: Annotated[
-        str | None, typer.Option(help=f"{' | '.join(METHODS)} (default: \\[localize] method).")
+        str | None,
+        typer.Option(
+            help=f"{' | '.join(METHODS)} (default: \\[localize] method).", show_default=False
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option(help="Rollouts per probed prefix.")] = None,
     limit: Annotated[int, typer.Option(help="Localize at most this many traces (0: all).")] = 0,
@@ -79,74 +70,30 @@ def localize(
     annotated labels come with `import-traces --label-col`; consensus keeps a
     label where the two \\[localize] consensus methods agree.
     """
-    settings = _settings(ctx)
-    method = method or settings.localize.method
-    if method not in METHODS:
-        raise _fail(f"unknown method {method!r}; use {', '.join(METHODS)}", BAD_INPUT)
-    if k:
-        settings.localize.k = k
-    loc, teacher = settings.localize, settings.teacher
-    if method == "prm" and not loc.prm_model:
+    settings = _override(ctx, localize={"method": method, "k": k})
+    loc = settings.localize
+    if loc.method == "prm" and not loc.prm_model:
         raise _fail("method prm needs \\[localize] prm_model", BAD_INPUT)
-    sources = list(source or [])
-    with _open_writer(settings, f"localize {method}") as store, _bars() as bars:
-        progress = _progress_factory(bars)
-        segment_pending(store, settings, progress)
-        options = teacher.model_dump(exclude={"backend", "model"})
-        kind = loc.backend or teacher.backend
-
-        def lazy(model: str) -> LazyBackend:  # nothing left to localize: no model loaded
-            return LazyBackend(model, lambda: make_backend(kind, model, **options))
-
-        if method in ("mc-binary", "mc-linear"):
-            backend = lazy(loc.model or teacher.model)
-            with VerifyPool(settings.verify.workers, settings.verify.timeout_s) as pool:
-                summary = localize_monte_carlo(
-                    store,
-                    method,
-                    rollout_policy(backend, settings),
-                    pool,
-                    settings,
-                    sources=sources,
-                    limit=limit,
-                    progress=progress,
-                )
-        elif method == "judge":
-            critic = lazy(loc.judge_model or loc.model or teacher.model)
-            summary = localize_judge(
-                store, critic, settings, sources=sources, limit=limit, progress=progress
-            )
-        elif method == "prm":
-            from pipeline.localize.prm import PRMScorer
-
-            scorer = PRMScorer(
-                loc.prm_model,
-                loc.prm_separator,
-                loc.prm_threshold,
-                trust_remote_code=loc.prm_trust_remote_code,
-            )
-            summary = localize_prm(
-                store, scorer, settings, sources=sources, limit=limit, progress=progress
-            )
-        elif method == "consensus":
-            summary = localize_consensus(store, settings)
-        else:
-            summary = annotated_summary(store)
-        store.close("ok", summary.as_dict())
-    table = Table("result", "traces", title=f"localize {method}", title_justify="left")
-    for kind, n in sorted(summary.labels.items()):
+    with _open_writer(settings, f"localize {loc.method}") as store, _bars() as bars:
+        with _context(settings, store, bars, sources=tuple(source or ()), limit=limit) as stages:
+            segment_stage.run(stages)
+            result = localize_stage.run(stages)
+        store.close("ok", result.as_dict())
+    table = Table("result", "traces", title=f"localize {loc.method}", title_justify="left")
+    for kind, n in sorted(result.detail["labels"].items()):
         table.add_row(kind, str(n))
     out.print(table)
-    if method in ("mc-binary", "mc-linear"):
+    if "rollouts_used" in result.detail:
         out.print(
-            f"rollouts: {summary.rollouts_used:,} used, {summary.rollouts_generated:,} generated "
+            f"rollouts: {result.detail['rollouts_used']:,} used, {result.rollouts:,} generated "
             f"(the rest reused from the store)"
         )
-    for key, value in summary.detail.items():
-        out.print(f"{key.replace('_', ' ')}: {value}")
+    if "unparseable_answers" in result.detail:
+        out.print(f"unparseable answers: {result.detail['unparseable_answers']}")
+    for why, n in result.skipped.items():
+        out.print(f"{why}: {n}")
 
 
-@app.command("localize-eval")
 def localize_eval(
     ctx: typer.Context,
     method: Annotated[str, typer.Option(help="The labels to score.")],
@@ -162,14 +109,9 @@ def localize_eval(
     """
     settings = _settings(ctx)
     with _open_reader(settings) as store:
-        pairs = store.stage("localization_pairs", {"method": method, "truth": truth})
-    if pairs.height == 0:
+        rows = localize_stage.scores(store, method, truth)
+    if not rows:
         raise _fail(f"no traces with {truth!r} labels", BAD_INPUT)
-    rows = []
-    groups = [(s, g) for (s,), g in pairs.group_by("source", maintain_order=True)]
-    for name, g in [*groups, ("all", pairs)]:
-        score = processbench_f1(g["label"].to_list(), g["prediction"].to_list())
-        rows.append({"source": name, **score.as_dict()})
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -177,7 +119,6 @@ def localize_eval(
     out.print(_rich_table(pl.DataFrame(rows), 0))
 
 
-@app.command()
 def negatives(
     ctx: typer.Context,
     kinds: Annotated[
@@ -195,24 +136,18 @@ def negatives(
     one); first-pit: a correct solution vs the wrong trace cut at its first pit
     (Setlur et al.); stepwise: per-step labels, values and advantages.
     """
-    settings = _settings(ctx)
-    chosen = [k for item in kinds or settings.negatives.kinds for k in item.split(",")]
-    bad = [k for k in chosen if k not in KINDS]
-    if bad:
-        raise _fail(f"unknown kind {bad[0]!r}; use {', '.join(KINDS)}", BAD_INPUT)
-    if method:
-        settings.negatives.method = method
+    chosen = [k for item in kinds for k in item.split(",")] if kinds else None
+    settings = _override(ctx, negatives={"kinds": chosen, "method": method})
     with _open_writer(settings, "negatives") as store:
-        summary = build_negatives(store, settings, chosen)
-        store.close("ok", {"built": summary.built, "skipped": summary.skipped})
+        result = negatives_stage.run(_context(settings, store))
+        store.close("ok", result.as_dict())
     table = Table("kind", "new rows", "skipped", title="negatives", title_justify="left")
-    for kind in chosen:
-        skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped[kind].items()) or "-"
-        table.add_row(kind, str(summary.built[kind]), skipped)
+    for kind, new in result.detail["built"].items():
+        skipped = result.detail["skipped"][kind]
+        table.add_row(kind, str(new), ", ".join(f"{n} {why}" for why, n in skipped.items()) or "-")
     out.print(table)
 
 
-@app.command("reweight")
 def reweight_command(
     ctx: typer.Context,
     select: Annotated[
@@ -228,23 +163,20 @@ def reweight_command(
     f and average 1. The recipe is written to `sft_selection`, replacing its
     previous rows.
     """
-    settings = _settings(ctx)
-    _override(settings.reweight, select=select, weight=weight)
+    settings = _override(ctx, reweight={"select": select, "weight": weight})
     with _open_writer(settings, "reweight") as store:
-        selection = reweight(store, settings, model)
-        store.close("ok", {"selected": selection.height})
-    if selection.height == 0:
+        result = reweight_stage.run(_context(settings, store, model=model))
+        store.close("ok", result.as_dict())
+    if result.rows_out == 0:
         out.print("no correct traces to select")
         return
+    d = result.detail
     out.print(
-        f"recipe {settings.reweight.select}/{settings.reweight.weight}: "
-        f"{selection.height} traces from {selection['problem_id'].n_unique()} problems, "
-        f"weights {selection['weight'].min():.3f}..{selection['weight'].max():.3f} "
-        f"(mean {selection['weight'].mean():.3f})"
+        f"recipe {d['recipe']}: {result.rows_out} traces from {d['problems']} problems, "
+        f"weights {d['weight min']:.3f}..{d['weight max']:.3f} (mean {d['weight mean']:.3f})"
     )
 
 
-@app.command()
 def export(
     ctx: typer.Context,
     out_dir: Annotated[
@@ -259,19 +191,29 @@ def export(
     Each config is a Parquet split under its own folder, with a README.md
     dataset card listing them; `datasets.load_dataset(folder, config)` reads it.
     """
-    settings = _settings(ctx)
-    if out_dir:
-        settings.export.dir = out_dir
+    settings = _override(ctx, export={"dir": out_dir})
     with _open_reader(settings) as store:
-        written = export_datasets(store, settings)
+        result = export_stage.run(_context(settings, store))
     table = Table(
         "config", "rows", "file", title=f"export to {settings.export.dir}", title_justify="left"
     )
-    for e in written:
-        table.add_row(e.config, f"{e.rows:,}", str(e.path))
+    for (config, rows), path in zip(
+        result.detail["configs"].items(), result.detail["files"], strict=True
+    ):
+        table.add_row(config, f"{rows:,}", path)
     out.print(table)
     if push:
         try:
-            out.print(f"pushed: {push_to_hub(settings)}")
+            out.print(f"pushed: {export_stage.push_to_hub(settings)}")
         except ValueError as exc:
             raise _fail(str(exc), BAD_INPUT) from None
+
+
+COMMANDS = {
+    "segment": segment,
+    "localize": localize,
+    "localize-eval": localize_eval,
+    "negatives": negatives,
+    "reweight": reweight_command,
+    "export": export,
+}

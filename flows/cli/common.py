@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -23,6 +24,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from pipeline.config import ConfigError, Settings, load_settings, redacted_settings
+from pipeline.stages import Scope, StageContext
 from pipeline.store import Store, StoreError, StoreLocked, StoreMissing, StoreWarning
 
 
@@ -119,14 +121,24 @@ def _settings(ctx: typer.Context) -> Settings:
     return ctx.obj
 
 
-def _override(section, **flags: Any) -> None:
-    """Set the flags that were given on a settings section; a bad value is exit 2."""
-    try:
-        for key, value in flags.items():
-            if value:
-                setattr(section, key, value)
-    except ValueError as exc:  # validate_assignment
-        raise _fail(str(exc).splitlines()[0], BAD_INPUT) from None
+def _override(ctx: typer.Context, **sections: dict[str, Any]) -> Settings:
+    """The command's settings with its flags applied (``section={"key": value}``;
+    None: not given), validated: a bad value is one line naming what is allowed, exit 2."""
+    settings: Settings = ctx.obj
+    update = {}
+    for name, flags in sections.items():
+        current = getattr(settings, name)
+        given = {k: v for k, v in flags.items() if v is not None}
+        if not given:
+            continue
+        try:
+            update[name] = type(current).model_validate({**current.model_dump(), **given})
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            where = f"[{name}] {'.'.join(map(str, e['loc']))}"
+            why = e["msg"].removeprefix("Value error, ")
+            raise _fail(escape(f"{where}: {why} (got {e.get('input')!r})"), BAD_INPUT) from None
+    return settings.model_copy(update=update)
 
 
 def _open_writer(settings: Settings, command: str) -> Store:
@@ -158,6 +170,15 @@ def _open_reader(settings: Settings) -> Store:
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return store
+
+
+def _context(
+    settings: Settings, store: Store, bars: Progress | None = None, **scope
+) -> StageContext:
+    """A stage context for one command: its settings, its store, its bars and scope."""
+    return StageContext(
+        store, settings, _progress_factory(bars) if bars is not None else None, Scope(**scope)
+    )
 
 
 def _progress_factory(progress: Progress):

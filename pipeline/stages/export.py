@@ -1,18 +1,20 @@
-"""Export wiring: read selections and pairs, write the Hub-layout dataset, push it if asked."""
+"""Export: TRL-ready datasets in Hub layout (sft, outcome, step, first_pit, stepwise)."""
 
 from __future__ import annotations
 
 import os
 
 from pipeline.config import Settings
-from pipeline.export import Exported, preference_rows, stepwise_rows, write_dataset
+from pipeline.export import preference_rows, stepwise_rows, write_dataset
 from pipeline.reweight import recipe_name
-from pipeline.store import Store
+from pipeline.stages.base import StageContext, StageResult
+from pipeline.stages.negatives import first_errors_from
 
 PAIR_CONFIGS = {"outcome": "outcome", "step": "step", "first-pit": "first_pit"}
 
 
-def export_datasets(store: Store, settings: Settings) -> list[Exported]:
+def run(ctx: StageContext) -> StageResult:
+    settings, store = ctx.settings, ctx.store
     recipe = recipe_name(settings.reweight.select, settings.reweight.weight)
     tables = {
         "sft": store.stage("export_sft", {"recipe": recipe}).select(
@@ -26,9 +28,18 @@ def export_datasets(store: Store, settings: Settings) -> list[Exported]:
         "store": settings.store.path,
         "teacher": settings.teacher.model,
         "sft recipe": recipe,
-        "first errors from": settings.negatives.method or settings.localize.method,
+        "first errors from": first_errors_from(ctx),
     }
-    return write_dataset(settings.export.dir, tables, card)
+    written = write_dataset(settings.export.dir, tables, card)
+    return StageResult(
+        "export",
+        rows_out=sum(e.rows for e in written),
+        detail={
+            "dir": str(settings.export.dir),
+            "configs": {e.config: e.rows for e in written},
+            "files": [str(e.path) for e in written],
+        },
+    )
 
 
 def push_to_hub(settings: Settings, api=None) -> str:

@@ -1,0 +1,25 @@
+"""The `pitfall` command line, one module per command group, registered here in
+the order `pitfall --help` lists them.
+
+- ``common``: the app, consoles, exit codes, store openers, the flag helper
+- ``options``: option definitions the commands share (sources and columns)
+- ``data``: ingest, import-traces
+- ``sampling``: sample, verify
+- ``curation``: segment, localize, localize-eval, negatives, reweight, export
+- ``run``: run, report, deploy (the curate flow)
+- ``query``: sql, stats
+
+Commands only parse flags, open the store, run stages (``pipeline/stages/``)
+and print their results.
+"""
+
+from __future__ import annotations
+
+from flows.cli import curation, data, query, run, sampling
+from flows.cli.common import app
+
+for group in (data, sampling, curation, run, query):
+    for name, command in group.COMMANDS.items():
+        app.command(name)(command)
+
+__all__ = ["app"]
