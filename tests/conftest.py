@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from flows.cli import app  # noqa: E402
+from pipeline.store import Store  # noqa: E402
 from tests import leftovers  # noqa: E402
 
 BEFORE_VLLM = dict(os.environ)  # as the session's engine found it
@@ -90,6 +92,22 @@ class Pitfall:
                 f"{result.output}\n{result.exception!r}"
             )
         return result
+
+    def summary(self, command: str) -> dict:
+        """What the last ``command`` recorded in ``runs.summary`` (its StageResult)."""
+        with Store.reader(self.store) as s:
+            row = s.query(
+                "SELECT summary FROM runs WHERE command = ? ORDER BY started_at DESC LIMIT 1",
+                [command],
+            )
+        return json.loads(row["summary"][0])
+
+    def ingested(self) -> list[tuple[str, int, int, int]]:
+        """(source, taken, skipped, quarantined) per source of the last ingest."""
+        return [
+            (x["source"], x["taken"], x["skipped"], x["quarantined"])
+            for x in self.summary("ingest")["detail"]["sources"]
+        ]
 
 
 @pytest.fixture

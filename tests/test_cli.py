@@ -127,10 +127,10 @@ def test_sql_on_a_missing_store(pitfall):
 
 
 def test_stats(filled):
-    out = filled("stats").output
+    out = " ".join(filled("stats").output.split())
     assert "schema v5" in out
-    assert re.search(r"problems +│ 1,823", out)  # the column is as wide as the longest table name
-    assert "gsm8k/test.jsonl" in out and "1319" in out
+    assert re.search(r"\bproblems\W+1,823\b", out)
+    assert re.search(r"gsm8k/test.jsonl\W+1319\b", out)
     assert "empty answer ('answer')" in out
 
 

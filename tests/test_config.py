@@ -105,3 +105,32 @@ def test_credentials_in_urls_are_redacted_and_reach_the_flow_through_the_environ
         flow_settings(None, shown)  # not the server the parameters name
     monkeypatch.setenv("PITFALL_TEACHER__BASE_URL", "https://u:s3cr3t@api.example/v1")
     assert flow_settings(None, shown).teacher.base_url == "https://u:s3cr3t@api.example/v1"
+
+
+def test_library_defaults_are_the_settings_defaults():
+    """Each default is declared once, in the settings (DartPlan had k_u 40, k_p 192,
+    n_max 2048 while the settings said 4, 16, 64)."""
+    import inspect
+
+    from pipeline import config as c
+    from pipeline.dart import DartPlan
+    from pipeline.ingest import IngestLimits
+    from pipeline.reweight import select_sft
+    from pipeline.sampling import SamplingParams
+    from pipeline.segment import segment
+
+    assert DartPlan() == DartPlan.from_settings(c.DartSettings())
+    assert SamplingParams() == SamplingParams.from_settings(c.TeacherSettings())
+    assert IngestLimits() == IngestLimits.from_settings(c.ProblemsSettings())
+    sft = {k: p.default for k, p in inspect.signature(select_sft).parameters.items()}
+    d, r = c.DartSettings(), c.ReweightSettings()
+    assert (sft["k_u"], sft["k_p"], sft["select"], sft["weight"], sft["floor"]) == (
+        d.k_u,
+        d.k_p,
+        r.select,
+        r.weight,
+        r.weight_floor,
+    )
+    seg = {k: p.default for k, p in inspect.signature(segment).parameters.items()}
+    s = c.SegmentSettings()
+    assert (seg["mode"], seg["min_chars"], seg["max_steps"]) == (s.mode, s.min_chars, s.max_steps)

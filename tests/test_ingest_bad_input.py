@@ -89,8 +89,8 @@ def test_csv_header_with_a_bad_byte_keeps_the_rows(tmp_path, pitfall, store_path
     # its name with U+FFFD for the byte, and every row is taken.
     path = tmp_path / "latin1_header.csv"
     path.write_bytes(b"problem,answer,caf\xe9\nWhat is 1 + 1?,2,x\nWhat is 2 + 2?,4,y\n")
-    res = pitfall("ingest", path)
-    assert "│     2 │       0 │           0 │" in res.output
+    pitfall("ingest", path)
+    assert [x[1:] for x in pitfall.ingested()] == [(2, 0, 0)]
     metas = table(store_path, "SELECT meta FROM problems ORDER BY answer")["meta"]
     assert [json.loads(m) for m in metas] == [{"caf\ufffd": "x"}, {"caf\ufffd": "y"}]
 
@@ -208,8 +208,8 @@ def test_damaged_parquet_row_group_is_quarantined_by_name(tmp_path, pitfall, sto
         write_page_checksum=True,
     )
     _damage_row_group(path, 1)
-    res = pitfall("ingest", path)
-    assert "│   200 │       0 │           1 │" in res.output
+    pitfall("ingest", path)
+    assert [x[1:] for x in pitfall.ingested()] == [(200, 0, 1)]
     got = table(store_path, "SELECT answer FROM problems")["answer"].cast(int).sort().to_list()
     assert got == [2 * i for i in (*range(100), *range(200, 300))]
     [(locator, (reason, _))] = quarantine(store_path).items()
@@ -248,8 +248,8 @@ def test_control_characters_are_stripped_from_problems_and_answers(tmp_path, pit
     assert quarantine(store_path)["line 3"][0] == "empty problem ('problem')"
     # the same problem written cleanly is the same problem
     clean = write_lines(tmp_path / "clean.jsonl", json.dumps(GOOD[0]))
-    again = pitfall("ingest", clean)
-    assert "│     0 │       1 │           0 │" in again.output
+    pitfall("ingest", clean)
+    assert [x[1:] for x in pitfall.ingested()] == [(0, 1, 0)]
     assert res.exit_code == 0
 
 
@@ -267,8 +267,8 @@ def test_decimal_answer_is_a_number(tmp_path, pitfall, store_path):
         ),
         path,
     )
-    res = pitfall("ingest", path)
-    assert "│     3 │       0 │           0 │" in res.output
+    pitfall("ingest", path)
+    assert [x[1:] for x in pitfall.ingested()] == [(3, 0, 0)]
     rows = table(store_path, "SELECT answer FROM problems ORDER BY problem").rows()
     assert rows == [("0",), ("100",), ("3.5",)]
     # the same problems with int and float answers are the same problems
@@ -277,7 +277,8 @@ def test_decimal_answer_is_a_number(tmp_path, pitfall, store_path):
         json.dumps({"problem": "What is 7 / 2?", "answer": 3.5}),
         json.dumps({"problem": "What is 10 * 10?", "answer": 100}),
     )
-    assert "│     0 │       2 │           0 │" in pitfall("ingest", same).output
+    pitfall("ingest", same)
+    assert [x[1:] for x in pitfall.ingested()] == [(0, 2, 0)]
 
 
 def test_ingest_commits_chunk_by_chunk_and_counts_as_before(store_path, monkeypatch):

@@ -110,14 +110,11 @@ def test_pathological_answers_cannot_stall_the_pool():
 def test_math500_reference_solutions_verify(pitfall):
     pitfall("ingest", MATH500, "--preset", "math")
     pitfall("import-traces", MATH500, "--preset", "math", "--generations-col", "solution")
-    res = pitfall("verify")
-    counts = dict(
-        line.strip("│ ").split("│")[:2] for line in res.output.splitlines() if line.count("│") == 3
-    )
-    correct = int(counts["correct   "].strip())
+    pitfall("verify")
+    correct = pitfall.summary("verify")["detail"]["verdicts"]["correct"]
     assert correct >= 495  # at least 99%; it is 500/500 with math-verify 0.9
-    again = pitfall("verify")  # nothing left to do
-    assert "│ correct   │ 0      │" in again.output
+    pitfall("verify")  # nothing left to do
+    assert pitfall.summary("verify")["detail"]["verdicts"] == {}
 
 
 @pytest.mark.slow
@@ -150,8 +147,9 @@ def test_import_keeps_given_correctness_as_verdicts(tmp_path, pitfall, store_pat
         + json.dumps({"problem": "What is 1 + 1?", "answer": "2", "generations": 7})
         + "\n"
     )
-    res = pitfall("import-traces", path, "--correctness-col", "correctness_math_verify")
-    assert "│ 1 " in res.output
+    pitfall("import-traces", path, "--correctness-col", "correctness_math_verify")
+    (counts,) = pitfall.summary("import-traces")["detail"]["sources"]
+    assert (counts["traces new"], counts["verdicts new"], counts["quarantined"]) == (2, 2, 1)
     with Store.reader(store_path) as store:
         v = store.query(
             "SELECT t.sample_index, v.status FROM verdicts v JOIN traces t USING (trace_id) ORDER BY 1"
