@@ -25,7 +25,10 @@ from pipeline.store import Store, StoreMissing
 from pipeline.verify import VERIFIER
 from tests.conftest import PREFECT_HOME, REPO, Pitfall
 
-pytestmark = pytest.mark.slow  # `pitfall run` in a subprocess, with Prefect
+# `pitfall run` in a subprocess, with Prefect. The reference fixture's two runs take
+# ~70 s on an idle machine and ~10 min with both cores kept busy by four other
+# processes (torch's two threads then wait on each other): 600 s is not enough.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 LEVELS = ("ops5-v99", "ops8-v199")
 KEYED = {
