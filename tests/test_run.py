@@ -236,8 +236,9 @@ def test_sigkill_at_several_points_then_resume(reference, tmp_path):
         proc = subprocess.Popen(
             cli(config, "run"), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
+        # no deadline of its own: the run ends by itself if the point is never seen,
+        # and on a busy machine reaching localization took more than 300 s
+        while proc.poll() is None:
             if reached(_counts(store)):
                 proc.send_signal(signal.SIGKILL)
                 hit.append(point)
