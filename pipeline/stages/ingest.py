@@ -63,11 +63,12 @@ def limits(ctx: StageContext) -> IngestLimits:
 
 def run(ctx: StageContext) -> StageResult:
     result = StageResult("ingest", detail={"sources": []})
+    bounds = limits(ctx)
     for source in run_inputs(ctx):
         taken = skipped = 0
         reasons: Counter[str] = Counter()
         for chunk in chunked(source.open(), PROBLEM_ROUND):
-            problems, quarantine = to_problems(chunk, source.name, source.columns, limits(ctx))
+            problems, quarantine = to_problems(chunk, source.name, source.columns, bounds)
             written = ctx.store.insert_new("problems", problems)
             if quarantine.height:  # each insert opens the DuckDB file, even for no rows
                 ctx.store.insert_new("quarantine", quarantine)
@@ -83,6 +84,7 @@ def run(ctx: StageContext) -> StageResult:
 
 def import_traces(ctx: StageContext, spec: TraceColumns) -> StageResult:
     result = StageResult("import-traces", detail={"sources": []})
+    bounds = limits(ctx)
     for source in ctx.scope.inputs:
         written = {table: InsertResult(table, 0, 0) for table in TRACE_TABLES}
         reasons: Counter[str] = Counter()
@@ -95,7 +97,7 @@ def import_traces(ctx: StageContext, spec: TraceColumns) -> StageResult:
                 spec.generations,
                 spec.model or f"imported:{source.name}",
                 spec.correctness,
-                limits(ctx),
+                bounds,
                 steps_col=spec.steps,
                 label_col=spec.label,
                 model_col=spec.model_col,
