@@ -7,11 +7,13 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.sqlfiles import canned_queries
-from tests.conftest import GSM8K, MATH500, TESTDATA
+from tests.conftest import GSM8K, MATH500, TESTDATA, Pitfall
 
 
-@pytest.fixture
-def filled(pitfall):
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """One store with the three test sources, shared: every test that uses it only reads."""
+    pitfall = Pitfall(tmp_path_factory.mktemp("filled") / "store.duckdb")
     pitfall("ingest", MATH500, "--preset", "math")
     pitfall("ingest", GSM8K, "--preset", "gsm8k")
     pitfall("ingest", TESTDATA / "mixed.jsonl")
@@ -114,7 +116,7 @@ def test_sql_is_read_only(filled):
     )
 
 
-def test_sql_errors_are_messages_not_tracebacks(filled, pitfall, tmp_path):
+def test_sql_errors_are_messages_not_tracebacks(filled):
     res = filled("sql", "select * from nowhere", ok=False)
     assert res.exit_code == 1 and "nowhere" in res.output and "Traceback" not in res.output
     res = filled("sql", "select 1", "--format", "parquet", ok=False)
