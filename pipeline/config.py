@@ -219,14 +219,21 @@ class NegativesSettings(Section):
 
 
 class ReweightSettings(Section):
-    select: Literal["all", "uniform", "prop2diff"] = Field(
-        "all", description="correct traces kept per problem: all, k_u, or the prop2diff target"
+    select: Literal["all", "uniform", "prop2diff", "first"] = Field(
+        "all",
+        description="correct traces kept per problem: all, k_u, the prop2diff target, "
+        "or the first (REDI's SFT set)",
     )
     weight: Literal["none", "fail_rate"] = Field(
         "none", description="fail_rate: weights grow with the problem's fail rate, mean 1"
     )
     weight_floor: float = Field(
         0.1, ge=0, description="fail_rate: added to every fail rate so easy problems keep some"
+    )
+    per: Literal["setup", "teacher"] = Field(
+        "setup",
+        description="fail rates and ranks per sampling setup (teacher + sampling parameters) "
+        "or per teacher (pooling its setups)",
     )
 
 

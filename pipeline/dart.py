@@ -6,8 +6,10 @@ model + sampling params), so a killed run resumes where it stopped.
 - ``fixed``: n trials per problem (vanilla rejection sampling).
 - ``uniform``: sample until every problem has ``k_u`` correct answers.
 - ``prop2diff``: target_i = max(1, ceil(k_p * f_i / max_j f_j)) correct
-  answers, f_i the fail rate of problem i after a warm-up round, so hard
-  problems get more.
+  answers, f_i the fail rate of problem i over its warm-up trials (its first
+  ``warmup_n`` samples), so hard problems get more. DART measures difficulty
+  once: later rounds change no f_i, so no target moves and no finished problem
+  reopens. Quotas are computed in exact fractions (10 * 0.3 is not 3 in floats).
 
 Every problem stops at its target or at the trial cap ``n_max``. Truncated
 generations count as wrong.
@@ -15,8 +17,8 @@ generations count as wrong.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import polars as pl
 
@@ -51,10 +53,20 @@ class DartPlan:
             )
 
 
+def quotas(trials: list[int], correct: list[int], k_p: int) -> list[int]:
+    """max(1, ceil(k_p * f_i / max f)) with f_i = 1 - correct_i / trials_i, exactly."""
+    fail = [Fraction(n - k, n) if n else Fraction(0) for n, k in zip(trials, correct, strict=True)]
+    worst = max(fail, default=Fraction(0))
+    if worst == 0:
+        return [1] * len(fail)
+    return [max(1, -(-(k_p * f) // worst)) for f in fail]  # ceil, in integers
+
+
 def targets(counters: pl.DataFrame, plan: DartPlan) -> pl.DataFrame:
     """Add ``target`` (correct answers wanted; for ``fixed``, trials) to per-problem
-    counters (problem_id, n_trials, n_correct). prop2diff targets are null until
-    every problem has finished its warm-up."""
+    counters (problem_id, n_trials, n_correct, warmup_trials, warmup_correct; the
+    last two count the problem's first ``warmup_n`` samples). prop2diff targets are
+    null until every problem has finished its warm-up."""
     if plan.strategy == "fixed":
         return counters.with_columns(target=pl.lit(plan.n_fixed, pl.Int64))
     if plan.strategy == "uniform":
@@ -62,9 +74,9 @@ def targets(counters: pl.DataFrame, plan: DartPlan) -> pl.DataFrame:
     warm = min(plan.warmup_n, plan.n_max)
     if counters.height == 0 or counters["n_trials"].min() < warm:
         return counters.with_columns(target=pl.lit(None, pl.Int64))
-    fail = 1.0 - counters["n_correct"] / counters["n_trials"]
-    worst = fail.max()
-    target = [1 if worst == 0 else max(1, math.ceil(plan.k_p * f / worst)) for f in fail.to_list()]
+    target = quotas(
+        counters["warmup_trials"].to_list(), counters["warmup_correct"].to_list(), plan.k_p
+    )
     return counters.with_columns(target=pl.Series(target, dtype=pl.Int64))
 
 
@@ -103,7 +115,11 @@ def allocate(counters: pl.DataFrame, plan: DartPlan) -> pl.DataFrame:
             pl.lit(plan.warmup_n) - pl.col("n_trials"), pl.lit(plan.n_max) - pl.col("n_trials")
         )
     elif plan.strategy == "fixed":
-        want = pl.min_horizontal(pl.col("target") - pl.col("n_trials"), pl.lit(plan.round_size))
+        want = pl.min_horizontal(
+            pl.col("target") - pl.col("n_trials"),
+            pl.lit(plan.round_size),
+            pl.lit(plan.n_max) - pl.col("n_trials"),
+        )
     else:
         want = pl.min_horizontal(pl.lit(plan.round_size), pl.lit(plan.n_max) - pl.col("n_trials"))
     return (

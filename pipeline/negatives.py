@@ -14,6 +14,8 @@ share a prompt, so chosen and rejected continue the same text.
 * ``first-pit`` (Setlur et al.): chosen = a full correct solution, rejected =
   the wrong trace cut after its first pit, the first step where the MC value
   V_i (i steps kept; V_M = 0 for a wrong trace) drops to its minimum.
+* No pair of any kind has chosen equal to rejected (up to whitespace): such a
+  pair teaches nothing and is dropped, counted as "chosen equals rejected".
 * ``stepwise``: TRL stepwise supervision (prompt, completions = steps, labels =
   the prefix through the step is alive) with values and advantages
   A_i = V_{i+1} - V_i (0-based step i) in ``meta``.
@@ -42,6 +44,12 @@ class Built:
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=PAIR_SCHEMA)
 
+    def add(self, pair: dict) -> None:
+        if _norm(pair["chosen"]) == _norm(pair["rejected"]):
+            self.skipped["chosen equals rejected"] += 1
+        else:
+            self.rows.append(pair)
+
 
 def _groups(traces: pl.DataFrame) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -61,7 +69,7 @@ def outcome_pairs(traces: pl.DataFrame, per_problem: int = _N.pairs_per_problem)
         for rank, (c, w) in enumerate(zip(good, bad, strict=False)):
             if rank == per_problem:
                 break
-            built.rows.append(
+            built.add(
                 pair_row(
                     "outcome",
                     problem_id,
@@ -129,7 +137,7 @@ def step_pairs(
                 built.skipped[reason or "no correct continuation"] += 1
                 continue
             chosen_id = meta.get("chosen_trace")
-            built.rows.append(
+            built.add(
                 pair_row(
                     "step",
                     problem_id,
@@ -178,7 +186,7 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]])
                 continue
             after = v[1:]  # V_1..V_M: the value after each step
             pit = after.index(min(after))
-            built.rows.append(
+            built.add(
                 pair_row(
                     "first-pit",
                     problem_id,

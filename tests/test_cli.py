@@ -52,7 +52,7 @@ def test_localize_and_negatives_help_list_the_registered_choices():
         (["sample", "--backend", "bogus"], "'vllm', 'openai' or 'transformers'"),
         (["localize", "--method", "bogus"], "mc-binary, mc-linear, prm, judge"),
         (["negatives", "--kinds", "bogus"], "outcome, step, first-pit, stepwise"),
-        (["reweight", "--select", "bogus"], "'all', 'uniform' or 'prop2diff'"),
+        (["reweight", "--select", "bogus"], "'all', 'uniform', 'prop2diff' or 'first'"),
         (["run", "--stage", "bogus"], "'ingest', 'sample', 'verify'"),
         (["verify", "--workers", "0"], "greater than 0"),
         (["sample", "--k-u", "0"], "greater than 0"),
@@ -130,7 +130,7 @@ def test_sql_on_a_missing_store(pitfall):
 
 def test_stats(filled):
     out = " ".join(filled("stats").output.split())
-    assert "schema v5" in out
+    assert "schema v6" in out
     assert re.search(r"\bproblems\W+1,823\b", out)
     assert re.search(r"gsm8k/test.jsonl\W+1319\b", out)
     assert "empty answer ('answer')" in out

@@ -45,10 +45,11 @@ def test_critique_prompt_numbers_the_steps_from_zero():
     assert prompt.rstrip().endswith("\\boxed{}.")
 
 
-def traces(spec: dict[str, str]) -> pl.DataFrame:
+def traces(spec: dict[str, str], setup: str = "s") -> pl.DataFrame:
     """``spec``: problem -> outcomes in sample order ("1" correct, "0" wrong)."""
     rows = [
-        {"problem_id": p, "trace_id": f"{p}{i}", "sample_index": i, "correct": c == "1"}
+        {"setup": setup, "problem_id": p, "trace_id": f"{p}{i}", "sample_index": i}
+        | {"correct": c == "1"}
         for p, outcomes in spec.items()
         for i, c in enumerate(outcomes)
     ]
@@ -94,3 +95,32 @@ def test_select_rejects_unknown_recipes_and_handles_no_traces():
         select_sft(traces({"a": "1"}), "best")
     with pytest.raises(ValueError, match="unknown weighting"):
         select_sft(traces({"a": "1"}), "all", "inverse")
+
+
+def test_selection_uses_the_frozen_warmup_difficulty():
+    # warm-up of 4: easy fails 0/4, hard 3/4. Afterwards easy fails 4 and hard none:
+    # the running fail rates (easy 4/8, hard 3/8) would make easy the hardest and
+    # keep two of its traces; quotas and weights come from the warm-up alone.
+    t = traces({"easy": "11110000", "hard": "00011111"})
+    s = select_sft(t, "prop2diff", "fail_rate", k_p=2, warmup_n=4, floor=0.1)
+    assert kept(s) == {"easy": ["easy0"], "hard": ["hard3", "hard4"]}
+    rates = dict(zip(s["problem_id"], s["fail_rate"], strict=False))
+    assert rates == {"easy": 0.0, "hard": 0.75}
+
+
+def test_selection_is_per_sampling_setup():
+    # one problem sampled by two setups: each keeps its own first correct traces and
+    # ranks, and its quota comes from its own fail rates
+    a = traces({"p": "0011"}, setup="temp 1.0")
+    b = traces({"p": "1100"}, setup="temp 0.2").with_columns(
+        trace_id=pl.concat_str(pl.lit("b-"), "trace_id")
+    )
+    s = select_sft(pl.concat([a, b]), "uniform", k_u=1)
+    assert sorted(zip(s["trace_id"], s["rank"], strict=True)) == [("b-p0", 0), ("p2", 0)]
+
+
+def test_first_keeps_the_first_correct_generation_per_problem():
+    t = traces({"a": "0110", "b": "0000", "c": "1"})
+    s = select_sft(t, "first")
+    assert kept(s) == {"a": ["a1"], "c": ["c0"]}
+    assert set(s["recipe"]) == {"first/none"}

@@ -227,6 +227,84 @@ def test_reweight_selects_by_target_and_weights_by_fail_rate(curated):
     assert w["T2"] / w["T5"] == pytest.approx((0.5 + 0.1) / 0.1)
 
 
+def source(tid, text, correct, first_error=None, index=0):
+    """A row of negative_sources: the trace's steps are its paragraphs."""
+    from pipeline.segment import segment
+
+    steps = segment(text, "blank", 0, None)
+    return {
+        "trace_id": tid,
+        "problem_id": "P",
+        "prompt": PROMPT,
+        "completion": text,
+        "sample_index": index,
+        "correct": correct,
+        "starts": [s.start for s in steps],
+        "ends": [s.end for s in steps],
+        "step_texts": [text[s.start : s.end] for s in steps],
+        "first_error": first_error,
+        "localized": True,
+    }
+
+
+def test_no_pair_of_any_kind_has_chosen_equal_to_rejected():
+    from pipeline.negatives import first_pit_pairs, outcome_pairs
+
+    # a timeout is not correct, so it can be the rejected side of its own text
+    same = pl.DataFrame([source("C", GOOD, True), source("W", GOOD, False, index=1)])
+    built = outcome_pairs(same)
+    assert built.rows == [] and built.skipped == {"chosen equals rejected": 1}
+    # a wrong trace that is the correct solution plus a wrong afterthought: cut at its
+    # pit (after step 2, the correct answer) it is the correct solution itself
+    wrong = GOOD + "\n\nWait, it is 12. \\boxed{12}."
+    rows = pl.DataFrame([source("C", GOOD, True), source("W", wrong, False, index=1)])
+    built = first_pit_pairs(rows, {"W": [1.0, 1.0, 0.5, 0.0, 0.0]})
+    assert built.rows == [] and built.skipped == {"chosen equals rejected": 1}
+    different = first_pit_pairs(rows, {"W": [1.0, 0.5, 0.0, 0.5, 0.0]})
+    assert len(different.rows) == 1 and not different.skipped
+
+
+def test_reweight_keeps_sampling_setups_apart_and_counts_a_timeout_as_a_failure(curated):
+    # P2 again under other sampling parameters: a timeout, then a correct answer
+    with Store.writer(curated.store.path, command="more") as store:
+        store.insert_new(
+            "traces",
+            pl.DataFrame(
+                [
+                    trace("Q0", "P2", 0, GOOD) | {"params_id": "q"},
+                    trace("Q1", "P2", 1, GOOD_2) | {"params_id": "q"},
+                ]
+            ),
+        )
+        store.insert_new(
+            "verdicts",
+            pl.DataFrame(
+                [
+                    {"verdict_id": "VQ0", "trace_id": "Q0", "verifier": VERIFIER}
+                    | {"status": "timeout"},
+                    {"verdict_id": "VQ1", "trace_id": "Q1", "verifier": VERIFIER}
+                    | {"status": "correct"},
+                ]
+            ),
+        )
+    curated.dart.k_p = 4
+    curated.reweight.select = "prop2diff"
+    with Store.writer(curated.store.path, command="rw") as store:
+        sel = reweight(store, curated).sort("trace_id")
+    # setup p: as before (P1 f = .5 the worst, P2 f = 0: one trace). Setup q: P2 alone,
+    # f = .5 with the timeout a failure, so it is that setup's hardest: target 4.
+    # Pooled, P2 would keep one of T5/Q1, with the timeout left out: f = 0.
+    assert sel["trace_id"].to_list() == ["Q1", "T2", "T4", "T5"]
+    assert dict(zip(sel["trace_id"], sel["fail_rate"], strict=True))["Q1"] == 0.5
+    curated.reweight.per = "teacher"
+    with Store.writer(curated.store.path, command="rw") as store:
+        pooled = reweight(store, curated)
+    # per teacher the two setups pool: P2 fails 1 of 3 (the timeout)
+    assert pooled.filter(pl.col("problem_id") == "P2")["fail_rate"].to_list() == pytest.approx(
+        [1 / 3, 1 / 3]
+    )
+
+
 @pytest.mark.slow  # trains two models
 def test_pairs_load_in_trl_trainers(curated, tmp_path):
     """The rows feed TRL as they are: DPO takes prompt/chosen/rejected, SFT

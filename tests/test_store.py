@@ -44,7 +44,7 @@ def test_new_store_has_every_design_table_with_a_primary_key(store_path):
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'"
         )
-        assert store.schema_version() == 5
+        assert store.schema_version() == 6
     tables = set(keys["table_name"])
     assert tables >= DESIGN_TABLES
     assert all(len(cols) == 1 for cols in keys["constraint_column_names"])
@@ -197,6 +197,7 @@ def test_older_store_upgrades_without_loss(store_path):
             (3, "sft_selection"),
             (4, "trace_outcomes"),
             (5, "failed_requests"),
+            (6, "frozen_difficulty"),
             (90, "problem_tags"),
         ]
 
@@ -210,7 +211,7 @@ def test_failed_migration_leaves_the_store_as_it_was(store_path):
     with pytest.raises(duckdb.Error):
         Store.writer(store_path, command="v2", extra_migrations=[broken])
     with Store.writer(store_path, command="after") as store:
-        assert store.schema_version() == 5
+        assert store.schema_version() == 6
         cols = store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'problems'")
         assert "x" not in cols["column_name"].to_list()
 

@@ -151,7 +151,8 @@ def negatives(
 def reweight_command(
     ctx: typer.Context,
     select: Annotated[
-        str | None, typer.Option(help="all | uniform | prop2diff (default: \\[reweight]).")
+        str | None,
+        typer.Option(help="all | uniform | prop2diff | first (default: \\[reweight])."),
     ] = None,
     weight: Annotated[str | None, typer.Option(help="none | fail_rate.")] = None,
     model: Annotated[str, typer.Option(help="Only traces of this model.")] = "",
@@ -159,9 +160,11 @@ def reweight_command(
     """Choose the correct traces for SFT per problem (DART) and weight them.
 
     uniform keeps the first \\[dart] k_u per problem; prop2diff keeps
-    max(1, ceil(k_p * f / max f)), f the fail rate; fail_rate weights grow with
-    f and average 1. The recipe is written to `sft_selection`, replacing its
-    previous rows.
+    max(1, ceil(k_p * f / max f)); first keeps the first correct generation
+    (REDI's SFT set). f is the problem's fail rate over its first \\[dart]
+    warmup_n samples, frozen as in sampling; fail_rate weights grow with f and
+    average 1. Problems are taken per sampling setup (\\[reweight] per). The
+    recipe is written to `sft_selection`, replacing its previous rows.
     """
     settings = _override(ctx, reweight={"select": select, "weight": weight})
     with _open_writer(settings, "reweight") as store:

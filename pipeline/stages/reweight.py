@@ -10,8 +10,18 @@ from pipeline.verify import VERIFIER
 def run(ctx: StageContext) -> StageResult:
     """Recompute the ``[reweight]`` recipe's ``sft_selection`` rows, replacing its old ones."""
     r, d = ctx.settings.reweight, ctx.settings.dart
-    traces = ctx.store.stage("sft_candidates", {"verifier": VERIFIER, "model": ctx.scope.model})
-    selection = select_sft(traces, r.select, r.weight, k_u=d.k_u, k_p=d.k_p, floor=r.weight_floor)
+    traces = ctx.store.stage(
+        "sft_candidates", {"verifier": VERIFIER, "model": ctx.scope.model, "per": r.per}
+    )
+    selection = select_sft(
+        traces,
+        r.select,
+        r.weight,
+        k_u=d.k_u,
+        k_p=d.k_p,
+        warmup_n=d.warmup_n,
+        floor=r.weight_floor,
+    )
     recipe = recipe_name(r.select, r.weight)
     ctx.store.replace_where("sft_selection", "recipe", recipe, selection)
     detail = {"recipe": recipe, "problems": selection["problem_id"].n_unique()}

@@ -59,6 +59,7 @@ def run(ctx: StageContext) -> StageResult:
         "params_id": params_key(params.as_dict()),
         "verifier": VERIFIER,
         "sources": list(ctx.scope.sources),
+        "warmup_n": plan.warmup_n,
     }
     tally = _Tally()
     difficulty = None

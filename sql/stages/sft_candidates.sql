@@ -1,8 +1,11 @@
--- Every trace with a settled outcome (verdict of $verifier, else an imported
--- one), for DART selection; $model limits it to one teacher when non-empty.
-SELECT t.problem_id, t.trace_id, t.sample_index, o.status = 'correct' AS correct
+-- Every trace with an outcome (verdict of $verifier, else an imported one), for
+-- DART selection. As in sampling's counters, each is a trial and only 'correct'
+-- is correct (a timeout or an error counts as a failure). $per = 'setup' keeps
+-- sampling setups (teacher + sampling parameters) apart, 'teacher' pools a
+-- teacher's; $model limits it to one teacher when non-empty.
+SELECT CASE WHEN $per = 'teacher' THEN t.model ELSE t.model || ' ' || t.params_id END AS setup,
+       t.problem_id, t.trace_id, t.sample_index, o.status = 'correct' AS correct
 FROM traces t
 JOIN trace_outcomes($verifier) o USING (trace_id)
-WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
-  AND ($model = '' OR t.model = $model)
-ORDER BY t.problem_id, t.sample_index;
+WHERE ($model = '' OR t.model = $model)
+ORDER BY setup, t.problem_id, t.sample_index;
