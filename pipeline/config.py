@@ -177,6 +177,11 @@ class LocalizeSettings(Section):
     per_problem: int = Field(
         4, ge=0, description="wrong traces localized per problem, first by sample index; 0: all"
     )
+    admit: list[Literal["truncated", "no_answer"]] = Field(
+        [],
+        description="outcomes localized besides wrong (their full trace is probed like a "
+        "prefix); by default only traces the verifier judged wrong",
+    )
     # the rollout policy; unset: the teacher's backend, model and sampling settings
     backend: Literal["vllm", "openai", "transformers"] | None = None
     model: str | None = None

@@ -1,8 +1,8 @@
 """Training signal from wrong traces: preference pairs and per-step values.
 
 Input is one frame of traces (``negative_sources.sql``: trace_id, problem_id,
-prompt, completion, sample_index, correct, starts, ends, step_texts,
-first_error), in sample order per problem. Pairs only ever join traces that
+prompt, completion, sample_index, status, correct, starts, ends, step_texts,
+first_error, localized), in sample order per problem. Pairs only ever join traces that
 share a prompt, so chosen and rejected continue the same text.
 
 * ``outcome`` (REDI / DPO): per problem the first correct and the first
@@ -31,7 +31,7 @@ import polars as pl
 
 from pipeline.config import NegativesSettings, SegmentSettings
 from pipeline.rows import PAIR_SCHEMA, pair_row
-from pipeline.segment import segment
+from pipeline.segment import budget_share, first_step
 
 _N, _S = NegativesSettings(), SegmentSettings()
 
@@ -91,8 +91,15 @@ def step_pairs(
     correct_rollouts: pl.DataFrame,
     segment_mode: str = _S.mode,
     min_chars: int = _S.min_chars,
+    max_steps: int | None = _S.max_steps,
 ) -> Built:
-    """``correct_rollouts``: trace_id, prefix_len, policy, rollout_index, completion."""
+    """``correct_rollouts``: trace_id, prefix_len, policy, rollout_index, completion.
+
+    A rollout's first step is cut by the rule that cut the rejected step: a
+    paragraph when the trace kept its paragraphs, else a run of paragraphs of the
+    trace's tokens-per-step share (one step of a 320-paragraph trace cut to 32 is
+    ~10 paragraphs, and so is the chosen side), so the pair carries no length bias
+    and the "repeats the wrong step" guard compares like with like."""
     built = Built()
     continuations: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in correct_rollouts.iter_rows(named=True):
@@ -110,11 +117,11 @@ def step_pairs(
             prefix = w["completion"][: w["starts"][e]]
             rejected = w["step_texts"][e]
             chosen, meta, same = None, {"first_error": e}, False
+            share = budget_share(w["completion"], segment_mode, min_chars, max_steps)
             # a correct continuation that repeats the "wrong" step says the label is
             # doubtful for that step; such candidates are passed over, and counted
             for ro in continuations.get((w["trace_id"], e), []):
-                first = segment(ro["completion"], segment_mode, min_chars, None)
-                step = ro["completion"][first[0].start : first[0].end] if first else ""
+                step = first_step(ro["completion"], segment_mode, min_chars, share)
                 if step and _norm(step) == _norm(rejected):
                     same = True
                 elif step:
@@ -157,7 +164,9 @@ def step_pairs(
 def prefix_values(values: pl.DataFrame, n_steps: dict[str, int]) -> dict[str, list[float | None]]:
     """V_0..V_M per wrong trace from ``values`` (trace_id, policy, prefix_len, value):
     one policy that covers every prefix 1..M-1 (the first such, by policy id); V_M = 0
-    (the trace's own answer is wrong); V_0 when the empty prefix was probed."""
+    (the trace's own answer is wrong) unless the full trace was probed (a truncated
+    or answerless trace admitted to localization); V_0 when the empty prefix was
+    probed."""
     by: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for tid, policy, p, v in values.select("trace_id", "policy", "prefix_len", "value").iter_rows():
         by[(tid, policy)][p] = v
@@ -166,7 +175,7 @@ def prefix_values(values: pl.DataFrame, n_steps: dict[str, int]) -> dict[str, li
         m = n_steps.get(tid)
         if m is None or tid in out or any(p not in vs for p in range(1, m)):
             continue
-        out[tid] = [vs.get(0), *(vs[p] for p in range(1, m)), 0.0]
+        out[tid] = [vs.get(0), *(vs[p] for p in range(1, m)), vs.get(m, 0.0)]
     return out
 
 
@@ -245,6 +254,8 @@ def _no_first_error(w: dict) -> str | None:
     if not w["step_texts"]:
         return "no steps (not segmented)"
     if not w.get("localized", e is not None):
+        if w.get("status") in ("truncated", "no_answer"):  # left out of localization
+            return f"{w['status']} (not localized)"
         return "not localized by the method"
     if e is None:
         return "first error undetermined"

@@ -61,6 +61,38 @@ def segment(
     return [Step(s, e, count_tokens(text[s:e])) for s, e in spans]
 
 
+def budget_share(
+    text: str,
+    mode: Mode = _S.mode,
+    min_chars: int = _S.min_chars,
+    max_steps: int | None = _S.max_steps,
+) -> float | None:
+    """Tokens per step when :func:`segment` cuts ``text`` to its ``max_steps``
+    budget; None when it keeps the (merged) paragraphs as steps."""
+    spans = _merge_short(_split(text, mode), min_chars)
+    if not max_steps or len(spans) <= max_steps:
+        return None
+    return sum(max(1, count_tokens(text[s:e])) for s, e in spans) / max_steps
+
+
+def first_step(text: str, mode: Mode, min_chars: int, share: float | None) -> str:
+    """The first step of a continuation, cut by the rule its trace was cut by: the
+    first (merged) paragraph, or, for a trace cut to a budget (``share`` tokens per
+    step), the run of first paragraphs whose size is nearest to that share."""
+    spans = _merge_short(_split(text, mode), min_chars)
+    if not spans:
+        return ""
+    end = spans[0][1]
+    if share:
+        total, best = 0, None
+        for s, e in spans:
+            total += max(1, count_tokens(text[s:e]))
+            if best is not None and abs(total - share) >= best:
+                break
+            best, end = abs(total - share), e
+    return text[spans[0][0] : end]
+
+
 def given_steps(steps: list[str]) -> tuple[str, list[Step]]:
     """The completion for a pre-split list (steps joined by a blank line, what
     ``blank`` mode splits on), and its steps exactly as given."""

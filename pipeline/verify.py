@@ -77,8 +77,8 @@ def extract_answer(text: str, fallback: str = _V.fallback) -> str | None:
 
 @dataclass(frozen=True)
 class Answer:
-    """What a verdict is about: a completion (a trace, or a rollout with its prefix),
-    why it ended, and the gold answer."""
+    """What a verdict is about: a completion (a trace, or a rollout's continuation
+    without the prefix it continues), why it ended, and the gold answer."""
 
     completion: str
     finish_reason: str | None

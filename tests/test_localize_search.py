@@ -96,3 +96,18 @@ def test_300_step_trace_within_the_binary_budget():
     linear = LinearSearch(m, k=k)
     run(linear, lambda p: p <= 10)
     assert worst < linear.n_rollouts / 3
+
+
+@pytest.mark.parametrize("cls", [BinarySearch, LinearSearch])
+def test_a_trace_cut_short_is_probed_to_its_end_not_blamed_at_its_last_step(cls):
+    # a truncated trace whose steps are all fine: its full text can still reach the
+    # answer, so it has no wrong step (before: the last fragment was the first error)
+    s = cls(6, k=4, probe_full=True)
+    assert run(s, lambda p: True) == -1
+    assert 6 in s.used  # the full trace was probed
+    # dead only at the full trace: the last step is the error
+    assert run(cls(6, k=4, probe_full=True), lambda p: p < 6) == 5
+    for error in range(6):
+        assert run(cls(6, k=4, probe_full=True), lambda p, e=error: p <= e) == error
+    # a one-step trace cut short: alive through its end
+    assert run(cls(1, k=4, probe_full=True), lambda p: True) == -1

@@ -160,3 +160,52 @@ def _count_method(path, method):
         return store.query("SELECT count(*) AS n FROM first_errors WHERE method = ?", [method])[
             "n"
         ][0]
+
+
+class ScriptedPolicy:
+    """Continues every prefix with the text planted for it (a stand-in for a model:
+    what is checked here is how a continuation is credited, not how it is made)."""
+
+    model = "scripted"
+
+    def __init__(self, continuations: dict[int, str]):
+        self.continuations = continuations
+
+    def generate(self, requests, params):
+        from pipeline.sampling import Completion
+
+        return [
+            [Completion(self.continuations[len(r.prompt)], "stop", 1, 1, 0.0)] for r in requests
+        ]
+
+    def render(self, problem, template):
+        return problem
+
+
+def test_a_rollout_is_credited_only_with_its_own_answer():
+    """The prefix's numbers are not the rollout's answer: an empty or answerless
+    continuation after a prefix ending in the gold number reaches nothing."""
+    from pipeline.localize.rollouts import Policy, Target, generate_rollouts
+    from pipeline.sampling import SamplingParams
+    from pipeline.verify import VerifyPool
+
+    trace = "Add 5: 7 + 5 = 12.\n\nSo x = 12.\n\nThe answer is \\boxed{12}."
+    starts = [0, trace.index("So"), trace.index("The answer")]
+    target = Target("T", "Q: ", trace, starts, "12")
+    prompt_len = {p: len("Q: " + trace[: starts[p]]) for p in (1, 2)}
+    cases = {  # (prefix length, continuation) -> reached the answer
+        (1, ""): False,
+        (1, "That is all."): False,
+        (2, ""): False,
+        (2, "Done, the result is above."): False,
+        (1, "So x = 12 and \\boxed{12}."): True,
+        (2, "The answer is 12."): True,
+        (2, "which leaves 12"): True,  # the last number, but inside the continuation
+    }
+    with VerifyPool(workers=1, timeout_s=10) as pool:
+        for (p, text), want in cases.items():
+            policy = Policy(
+                ScriptedPolicy({prompt_len[p]: text}), SamplingParams(1.0, 1.0, 64, 0, "raw")
+            )
+            rows = generate_rollouts(policy, [(target, p, 0)], pool, "last_number")
+            assert rows["correct"].to_list() == [want], (p, text)

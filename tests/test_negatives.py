@@ -380,3 +380,56 @@ def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
         ("create", "org/toy-pitfall", "dataset"),
         ("upload", "org/toy-pitfall", str(curated.export.dir)),
     ]
+
+
+def test_a_probed_full_trace_keeps_its_value_instead_of_zero():
+    from pipeline.negatives import prefix_values
+
+    values = pl.DataFrame(
+        {
+            "trace_id": ["W", "W", "T", "T", "T"],
+            "policy": ["p"] * 5,
+            "prefix_len": [1, 2, 1, 2, 3],
+            "value": [1.0, 0.5, 1.0, 1.0, 0.75],
+        }
+    )
+    got = prefix_values(values, {"W": 3, "T": 3})
+    assert got["W"] == [None, 1.0, 0.5, 0.0]  # wrong: its own end is dead
+    assert got["T"] == [None, 1.0, 1.0, 0.75]  # truncated, admitted: its end was probed
+
+
+def test_step_pair_sides_are_cut_by_the_same_rule_on_a_long_trace():
+    """320 paragraphs in 32 steps: the rejected step is ~10 paragraphs, and so must
+    the chosen step be (it was the rollout's first paragraph alone)."""
+    from pipeline.negatives import step_pairs
+    from pipeline.segment import count_tokens, segment
+
+    para = [f"Line {i}: we add {i} and keep the running total." for i in range(320)]
+    wrong = "\n\n".join(para)
+    steps = segment(wrong, "blank", 10, 32)
+    assert len(steps) == 32
+    row = source("W", wrong, False, first_error=5) | {
+        "starts": [s.start for s in steps],
+        "ends": [s.end for s in steps],
+        "step_texts": [wrong[s.start : s.end] for s in steps],
+    }
+    rejected = row["step_texts"][5]
+    continuation = "\n\n".join(
+        f"Instead, line {i}: we add {i} twice, carefully." for i in range(60)
+    )
+    rollouts = pl.DataFrame(
+        [{"trace_id": "W", "prefix_len": 5, "policy": "p", "rollout_index": 0}]
+    ).with_columns(completion=pl.lit(continuation))
+    built = step_pairs(pl.DataFrame([row]), rollouts, "blank", 10, 32)
+    chosen = built.rows[0]["chosen"]
+    assert chosen.count("\n\n") + 1 == rejected.count("\n\n") + 1 == 10
+    assert abs(count_tokens(chosen) - count_tokens(rejected)) <= count_tokens(para[0])
+    # a short trace (no budget): both sides are one paragraph
+    short = step_pairs(
+        pl.DataFrame([source("S", BAD_LATE, False, first_error=1)]),
+        rollouts.with_columns(trace_id=pl.lit("S"), prefix_len=pl.lit(1)),
+        "blank",
+        10,
+        32,
+    )
+    assert short.rows[0]["chosen"] == "Instead, line 0: we add 0 twice, carefully."

@@ -165,6 +165,23 @@ def test_run_completes_every_stage_and_prints_the_summary(reference):
     for words in ("problems", "pass rate", "localized failures", "pairs: outcome", "exported"):
         assert words in out, words
     assert "pitfall report" in out
+    # a truncated or answerless trace is never localized, so no step pair rejects
+    # one of its fragments; each is counted instead
+    with Store.reader(reference["store"]) as store:
+        outcomes = dict(
+            store.query(
+                "SELECT status, count(*) FROM trace_outcomes(?) GROUP BY 1", [VERIFIER]
+            ).iter_rows()
+        )
+        rejected = store.query(
+            "SELECT o.status FROM pairs p JOIN trace_outcomes(?) o "
+            "ON o.trace_id = p.rejected_trace_id WHERE p.kind = 'step'",
+            [VERIFIER],
+        )["status"]
+    assert set(rejected) <= {"wrong"}
+    for status in ("truncated", "no_answer"):
+        n = stage(s, "localize")["skipped"].get(f"{status} (not localized)", 0)
+        assert n == outcomes.get(status, 0), status
 
 
 def test_second_run_on_unchanged_input_does_nothing_new(reference):

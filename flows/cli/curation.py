@@ -60,7 +60,11 @@ def localize(
         list[str] | None, typer.Option(help="Only traces of problems from this source.")
     ] = None,
 ) -> None:
-    """Find the first wrong step of every verified trace (0-based, -1: none).
+    """Find the first wrong step of every trace judged wrong (0-based, -1: none).
+
+    Truncated and answerless traces are left out and counted (their steps may
+    all be fine); \\[localize] admit takes them in, probing the full trace like
+    any prefix.
 
     mc-binary (OmegaPRM binary search) and mc-linear (Math-Shepherd, every
     prefix) roll out k continuations per probed prefix with the \\[localize]

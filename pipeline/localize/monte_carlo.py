@@ -34,7 +34,7 @@ class Located:
 def run_searches(
     method: str,
     targets: list[Target],
-    wrong: dict[str, bool],
+    statuses: dict[str, str],
     policy: Policy,
     pool: VerifyPool,
     known: Known,
@@ -46,11 +46,22 @@ def run_searches(
     persist: Callable[[pl.DataFrame], None] = lambda rows: None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Located], int, int]:
-    """First errors for ``targets``, and the rollouts and completion tokens generated
-    (not reused)."""
+    """First errors for ``targets`` (their verdicts in ``statuses``), and the rollouts
+    and completion tokens generated (not reused). A correct trace needs no rollout; a
+    wrong one's full trace is dead; any other (truncated, no answer) has its full
+    trace probed too."""
     cls = SEARCHES[method]
     by_id = {t.trace_id: t for t in targets}
-    searches = {t.trace_id: cls(len(t.starts), k, threshold, wrong[t.trace_id]) for t in targets}
+    searches = {
+        t.trace_id: cls(
+            len(t.starts),
+            k,
+            threshold,
+            wrong=statuses[t.trace_id] != "correct",
+            probe_full=statuses[t.trace_id] not in ("correct", "wrong"),
+        )
+        for t in targets
+    }
     generated = tokens_generated = 0
     while True:
         wanted = _feed_known(searches, known)

@@ -55,9 +55,11 @@ def generate_rollouts(
 ) -> pl.DataFrame:
     """Rows for the rollouts ``wanted`` as (target, prefix length, rollout index).
 
-    The answer is read from prefix + continuation (a rollout may just finish
-    the prefix's last line) and checked like any trace; a rollout cut at
-    max_tokens is not correct.
+    The answer is read from the continuation alone (a box, an "answer is"
+    phrase, or the fallback's last number of the continuation): a number in the
+    prefix is the trace's work, not the rollout's answer, and crediting it
+    would make an empty continuation "reach" the gold answer. It is checked
+    like any trace; a rollout cut at max_tokens is not correct.
     """
     if not wanted:
         return pl.DataFrame(schema=ROLLOUT_SCHEMA)
@@ -75,8 +77,7 @@ def generate_rollouts(
     for (t, p, i), completions in zip(wanted, results, strict=True):
         c = completions[0]
         rows.append(rollout_row(t.trace_id, p, pid, i, c))
-        answer = prefix_text(t.completion, t.starts, p) + c.text
-        answers.append(Answer(answer, c.finish_reason, t.answer))
+        answers.append(Answer(c.text, c.finish_reason, t.answer))
     for row, verdict in zip(rows, judge(answers, pool, fallback), strict=True):
         row["correct"] = verdict.status == "correct"
     return pl.DataFrame(rows, schema=ROLLOUT_SCHEMA)

@@ -3,7 +3,10 @@
 A prefix of length p keeps the first p steps of a trace. It is *alive* when at
 least ``threshold`` of its rollouts reach the gold answer. For a wrong trace
 the full prefix (p = M) is dead by its own outcome, so the first wrong step is
-the step that turns an alive prefix dead: ``first dead prefix - 1``.
+the step that turns an alive prefix dead: ``first dead prefix - 1``. A trace
+whose end says nothing about its steps (cut at max_tokens, or with no answer)
+is searched with ``probe_full``: the full prefix is probed like any other, and
+when it is alive the trace has no wrong step (-1).
 
 * :class:`LinearSearch` (Math-Shepherd) probes every prefix 1..M-1 with all k
   rollouts: hard label = first dead prefix, soft value = share of successes.
@@ -24,10 +27,14 @@ from __future__ import annotations
 
 
 class _Search:
-    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
+    def __init__(
+        self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True, probe_full=False
+    ):
         if threshold > k:
             raise ValueError(f"alive threshold {threshold} exceeds k = {k} rollouts")
         self.n_steps, self.k, self.threshold = n_steps, k, threshold
+        # the longest prefix probed: M when the full trace's outcome is not known dead
+        self.last = n_steps if probe_full else n_steps - 1
         self.used: dict[int, int] = {}  # prefix -> rollouts its verdict rests on
         self.done = not wrong
         self.result: int | None = -1 if not wrong else None
@@ -43,7 +50,8 @@ class _Search:
             self.root_probed = True
             self._probing_root()
             return
-        self.result, self.done = first_error, True
+        # every step through the last kept the answer in reach: no wrong step
+        self.result, self.done = (-1 if first_error >= self.n_steps else first_error), True
 
     def _root_verdict(self, alive: bool) -> None:
         self.result, self.done = (0 if alive else None), True
@@ -53,9 +61,11 @@ class _Search:
 
 
 class BinarySearch(_Search):
-    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
-        super().__init__(n_steps, k, threshold, wrong)
-        self.lo, self.hi = 0, n_steps
+    def __init__(
+        self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True, probe_full=False
+    ):
+        super().__init__(n_steps, k, threshold, wrong, probe_full)
+        self.lo, self.hi = 0, self.last + 1  # hi: the first prefix known (or taken) dead
         self.probe: int | None = None
         self.outcomes: list[bool] = []
         if not self.done:
@@ -100,10 +110,12 @@ class BinarySearch(_Search):
 
 
 class LinearSearch(_Search):
-    def __init__(self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True):
-        super().__init__(n_steps, k, threshold, wrong)
+    def __init__(
+        self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True, probe_full=False
+    ):
+        super().__init__(n_steps, k, threshold, wrong, probe_full)
         self.values: dict[int, list[bool]] = {}
-        self.pending = set() if self.done else set(range(1, n_steps))
+        self.pending = set() if self.done else set(range(1, self.last + 1))
         if not self.done and not self.pending:  # one step: it is the error
             self._settle(0)
 
@@ -122,8 +134,8 @@ class LinearSearch(_Search):
         if prefix_len == 0:
             self._root_verdict(sum(outcomes) >= self.threshold)
             return
-        dead = [p for p in range(1, self.n_steps) if sum(self.values[p]) < self.threshold]
-        self._settle(dead[0] - 1 if dead else self.n_steps - 1)
+        dead = [p for p in range(1, self.last + 1) if sum(self.values[p]) < self.threshold]
+        self._settle(dead[0] - 1 if dead else self.last)
 
     def _probing_root(self) -> None:
         self.pending = {0}

@@ -53,10 +53,22 @@ def targets(ctx: StageContext, method: str, *, need_gold: bool) -> pl.DataFrame:
             "verifier": VERIFIER,
             "need_gold": need_gold,
             "per_problem": ctx.settings.localize.per_problem,
+            "admit": list(ctx.settings.localize.admit),
             "sources": list(ctx.scope.sources),
             "limit": ctx.scope.limit,
         },
     )
+
+
+def excluded(ctx: StageContext) -> dict[str, int]:
+    """Traces no method localizes, by reason: outcomes ``[localize] admit`` leaves out
+    (a truncated trace's steps may all be fine), timeouts and errors."""
+    admitted = ["correct", "wrong", *ctx.settings.localize.admit]
+    counts = ctx.store.stage(
+        "localize_excluded",
+        {"verifier": VERIFIER, "admitted": admitted, "sources": list(ctx.scope.sources)},
+    )
+    return {f"{status} (not localized)": n for status, n in counts.iter_rows()}
 
 
 def _label_kind(first_error) -> str:
@@ -84,7 +96,7 @@ def monte_carlo(ctx: StageContext, method: str) -> StageResult:
         Target(r["trace_id"], r["prompt"], r["completion"], list(r["starts"]), r["answer"])
         for r in frame.iter_rows(named=True)
     ]
-    wrong = dict(zip(frame["trace_id"], frame["status"] != "correct", strict=True))
+    statuses = dict(zip(frame["trace_id"], frame["status"], strict=True))
     ids = frame["trace_id"].to_list()
     known: dict = {}
     for tid, p, i, ok, tokens in store.stage(
@@ -94,7 +106,7 @@ def monte_carlo(ctx: StageContext, method: str) -> StageResult:
     located, generated, tokens = run_searches(
         method,
         todo,
-        wrong,
+        statuses,
         policy,
         ctx.pool(),
         known,
@@ -258,7 +270,9 @@ assert set(SEARCHES) <= set(METHODS)
 
 def localize(ctx: StageContext, method: str) -> StageResult:
     """Labels by ``method`` for every target it has not labelled yet."""
-    return METHODS[method].run(ctx, method)
+    result = METHODS[method].run(ctx, method)
+    result.skipped.update(excluded(ctx))
+    return result
 
 
 def run(ctx: StageContext) -> StageResult:

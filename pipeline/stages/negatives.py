@@ -50,7 +50,7 @@ def _outcome(x: Inputs) -> neg.Built:
 def _step(x: Inputs) -> neg.Built:
     rollouts = x.ctx.store.stage("correct_rollouts", {"ids": x.wrong_ids})
     s = x.ctx.settings.segment
-    return neg.step_pairs(x.traces, rollouts, s.mode, s.min_chars)
+    return neg.step_pairs(x.traces, rollouts, s.mode, s.min_chars, s.max_steps)
 
 
 KINDS: dict[str, Kind] = {

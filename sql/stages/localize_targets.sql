@@ -1,8 +1,10 @@
 -- Traces $method has not localized yet, with their outcome and steps.
--- The outcome comes from trace_outcomes (migration 004); only
--- settled outcomes count (timeouts and errors stay out). Per problem, only the
--- first $per_problem wrong traces by sample index are candidates (0: all); the
--- ranking covers localized traces too, so a rerun does not reach for more.
+-- The outcome comes from trace_outcomes (sql/macros.sql): correct and wrong
+-- traces, and the outcomes listed in $admit (truncated, no_answer: their end
+-- says nothing about their steps); timeouts and errors stay out. Per problem,
+-- only the first $per_problem non-correct traces by sample index are candidates
+-- (0: all); the ranking covers localized traces too, so a rerun does not reach
+-- for more.
 -- With $need_gold, problems without a gold answer are left out (rollouts need
 -- one). $sources limits the problems when non-empty; $limit caps the rows (0: none).
 WITH ranked AS (
@@ -13,7 +15,7 @@ WITH ranked AS (
            ) AS rank
     FROM traces t
     JOIN trace_outcomes($verifier) o USING (trace_id)
-    WHERE o.status IN ('correct', 'wrong', 'no_answer', 'truncated')
+    WHERE o.status IN ('correct', 'wrong') OR list_contains($admit, o.status)
 ),
 step_lists AS (
     SELECT trace_id,

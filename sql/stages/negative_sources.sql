@@ -10,7 +10,7 @@ WITH step_lists AS (
     GROUP BY trace_id
 )
 SELECT t.trace_id, t.problem_id, t.prompt, t.completion, t.sample_index,
-       o.status = 'correct' AS correct, s.starts, s.ends, s.step_texts, f.first_error,
+       o.status, o.status = 'correct' AS correct, s.starts, s.ends, s.step_texts, f.first_error,
        f.trace_id IS NOT NULL AS localized
 FROM traces t
 JOIN trace_outcomes($verifier) o USING (trace_id)
