@@ -4,13 +4,13 @@
 
 Teacher traces for the toy test problems of levels ops3, ops4, ops5 and ops8
 (vLLM, T=1), verified, segmented (min_chars 0, so step indices are the
-checker's paragraphs), then localized by mc-binary, mc-linear, judge (the toy
-teacher as critic, ProcessBench prompt, majority of 4) and consensus
-(mc-binary + judge), all with the toy teacher as rollout policy. Reports
-ProcessBench F1 (harmonic mean of exact-index accuracy on wrong traces and
-accuracy on all-correct ones) with rollouts and rollout tokens per trace, on
-all traces and on traces with >= 6 steps, and the mc-binary / mc-linear
-ratios. The store is left in bench/out/localize.duckdb for SQL.
+checker's paragraphs), then localized by mc-binary, mc-binary-confirmed,
+mc-linear, judge (the toy teacher as critic, ProcessBench prompt, majority of
+4) and consensus (mc-binary + judge), all with the toy teacher as rollout
+policy. Reports ProcessBench F1 (harmonic mean of exact-index accuracy on
+wrong traces and accuracy on all-correct ones) with rollouts and rollout
+tokens per trace (those each label rests on, reused or not), on all traces
+and on traces with >= 6 steps, and the ratios to mc-linear. The store is left in bench/out/localize.duckdb for SQL.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEACHER = str(REPO / "data" / "models" / "toy-teacher")
 LEVELS = ("ops3-v99", "ops4-v99", "ops5-v99", "ops8-v199")
 LONG = 6  # steps
+MONTE_CARLO = ("mc-binary", "mc-binary-confirmed", "mc-linear")  # each reuses the ones before
 
 
 def build_store(path: Path, settings, backend, per_level: int) -> None:
@@ -120,7 +121,7 @@ def main() -> None:
         Store.writer(args.out, command="bench-localize") as store,
         StageContext(store, settings, teacher=backend) as ctx,
     ):
-        for method in ("mc-binary", "mc-linear"):
+        for method in MONTE_CARLO:
             t = time.perf_counter()
             s = localize(ctx, method)
             timings[method] = round(time.perf_counter() - t, 1)
@@ -131,22 +132,24 @@ def main() -> None:
         localize(ctx, "consensus")
 
     rows = []
-    for method in ("mc-binary", "mc-linear", "judge", "consensus"):
+    for method in (*MONTE_CARLO, "judge", "consensus"):
         frame = scored(args.out, method)
         rows.append({"method": method, **summarize(frame, "all")})
         rows.append({"method": method, **summarize(frame.filter(pl.col("n_steps") >= LONG), ">=6")})
     table = pl.DataFrame(rows)
     long = table.filter(pl.col("subset") == ">=6")
-    b = long.filter(pl.col("method") == "mc-binary").row(0, named=True)
     lin = long.filter(pl.col("method") == "mc-linear").row(0, named=True)
-    ratios = {
-        "f1_binary_over_linear (>=6 steps)": round(b["f1"] / lin["f1"], 3) if lin["f1"] else None,
-        "rollouts_binary_over_linear (>=6 steps)": round(
-            b["rollouts_per_trace"] / lin["rollouts_per_trace"], 3
+    ratios = {}
+    for method in MONTE_CARLO[:-1]:
+        m = long.filter(pl.col("method") == method).row(0, named=True)
+        ratios[f"f1 {method} / mc-linear (>=6 steps)"] = (
+            round(m["f1"] / lin["f1"], 3) if lin["f1"] else None
         )
-        if lin["rollouts_per_trace"]
-        else None,
-    }
+        ratios[f"rollouts {method} / mc-linear (>=6 steps)"] = (
+            round(m["rollouts_per_trace"] / lin["rollouts_per_trace"], 3)
+            if lin["rollouts_per_trace"]
+            else None
+        )
     with pl.Config(tbl_rows=20, tbl_cols=20, tbl_width_chars=200):
         print(table)
     print(json.dumps({"timings_s": timings, **ratios}, indent=2))

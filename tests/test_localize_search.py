@@ -111,3 +111,37 @@ def test_a_trace_cut_short_is_probed_to_its_end_not_blamed_at_its_last_step(cls)
         assert run(cls(6, k=4, probe_full=True), lambda p, e=error: p <= e) == error
     # a one-step trace cut short: alive through its end
     assert run(cls(1, k=4, probe_full=True), lambda p: True) == -1
+
+
+def test_binary_finds_a_boundary_confirmed_finds_the_earliest():
+    # prefix 2 dead, 3-7 alive again (values are not monotone): linear blames step 1,
+    # binary step 7; confirmation probes the prefixes before 7 and agrees with linear
+    alive = lambda p: p != 2 and p < 8  # noqa: E731
+    assert run(LinearSearch(8, k=4), alive) == 1
+    assert run(BinarySearch(8, k=4), alive) == 7
+    confirmed = BinarySearch(8, k=4, confirm=True)
+    assert run(confirmed, alive) == 1
+    assert set(confirmed.used) == set(range(1, 8))  # every prefix before the boundary
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 3, 5, 7])
+def test_confirmed_binary_gives_linears_label_on_every_value_pattern(n_steps):
+    for bits in range(2 ** (n_steps - 1)):
+        dead = {p for p in range(1, n_steps) if bits >> (p - 1) & 1}
+        alive = lambda p, d=dead: p == 0 or (p not in d and p < n_steps)  # noqa: E731
+        linear = LinearSearch(n_steps, k=4)
+        confirmed = BinarySearch(n_steps, k=4, confirm=True)
+        assert run(confirmed, alive) == run(linear, alive), sorted(dead)
+        # with alive prefixes settled at their first success, it never costs more
+        assert confirmed.n_rollouts <= linear.n_rollouts + 4  # + the root, probed by both
+
+
+def test_confirmation_reuses_what_the_search_saw_and_costs_little_when_monotone():
+    alive = lambda p: p <= 20  # noqa: E731  (a monotone trace: error at step 20)
+    plain, confirmed = BinarySearch(32, k=8), BinarySearch(32, k=8, confirm=True)
+    assert run(plain, alive) == run(confirmed, alive) == 20
+    # the alive prefixes the search probed are not probed again; each unseen one
+    # settles at its first successful rollout
+    assert confirmed.n_rollouts - plain.n_rollouts == 20 - len(
+        [p for p in plain.used if 1 <= p <= 20]
+    )

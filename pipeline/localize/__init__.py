@@ -1,4 +1,3 @@
-"""First-error localization: Monte-Carlo search (mc-binary, mc-linear), a PRM,
-an LLM judge, imported annotations and consensus between two methods."""
-
-METHODS = ("mc-binary", "mc-linear", "prm", "judge", "annotated", "consensus")
+"""First-error localization: Monte-Carlo search (mc-binary, mc-binary-confirmed,
+mc-linear), a PRM, an LLM judge, imported annotations and consensus between two
+methods. The registry of methods is ``pipeline.stages.localize.METHODS``."""

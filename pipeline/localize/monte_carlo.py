@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
@@ -18,7 +19,11 @@ from pipeline.localize.rollouts import Policy, Rollout, Target, generate_rollout
 from pipeline.localize.search import BinarySearch, LinearSearch
 from pipeline.verify import VerifyPool
 
-SEARCHES = {"mc-binary": BinarySearch, "mc-linear": LinearSearch}
+SEARCHES = {
+    "mc-binary": BinarySearch,
+    "mc-binary-confirmed": partial(BinarySearch, confirm=True),
+    "mc-linear": LinearSearch,
+}
 Known = dict[tuple[str, int], dict[int, Rollout]]  # (trace, prefix) -> index -> rollout
 
 

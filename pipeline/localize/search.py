@@ -15,6 +15,13 @@ when it is alive the trace has no wrong step (-1).
   verdict is settled: alive at the ``threshold``-th success, dead when the
   rollouts left could no longer reach it. Rollouts are drawn in index order
   (1, 2, 4, ... at a time), so the verdict is exactly the one all k would give.
+  Like OmegaPRM it assumes values are monotone (once dead, a prefix stays
+  dead): it finds *an* alive -> dead boundary, which is the earliest only under
+  that assumption. With prefix 2 dead and prefixes 3-7 alive, linear says step
+  1 and binary step 7. ``confirm=True`` (method ``mc-binary-confirmed``) then
+  probes every prefix before the boundary it did not already see alive, with
+  the same early stop, and answers the earliest dead one: linear's label at a
+  fraction of its cost.
 
 When either search would blame step 0, it first probes the empty prefix: if
 the policy cannot solve the problem from scratch, the trace's first error is
@@ -62,33 +69,57 @@ class _Search:
 
 class BinarySearch(_Search):
     def __init__(
-        self, n_steps: int, k: int, threshold: int = 1, wrong: bool = True, probe_full=False
+        self,
+        n_steps: int,
+        k: int,
+        threshold: int = 1,
+        wrong: bool = True,
+        probe_full=False,
+        confirm: bool = False,
     ):
         super().__init__(n_steps, k, threshold, wrong, probe_full)
         self.lo, self.hi = 0, self.last + 1  # hi: the first prefix known (or taken) dead
         self.probe: int | None = None
         self.outcomes: list[bool] = []
+        self.confirm = confirm
+        self.checking: dict[int, list[bool]] = {}  # confirmation: prefix -> outcomes so far
+        self.found: int | None = None  # the boundary's label, while it is confirmed
+        self.dead: set[int] = set()
         if not self.done:
             self._advance()
+
+    def _ask(self, outcomes: list[bool]) -> int:
+        return min(self.k, max(self.threshold, 2 * len(outcomes)))
+
+    def _verdict(self, outcomes: list[bool]) -> bool | None:
+        """Alive, dead, or None while the rollouts left could still go either way."""
+        wins = sum(outcomes)
+        if wins >= self.threshold:
+            return True
+        if wins + (self.k - len(outcomes)) < self.threshold:
+            return False
+        return None
 
     def requests(self) -> list[tuple[int, int]]:
         if self.done:
             return []
-        n = len(self.outcomes)
-        return [(self.probe, min(self.k, max(self.threshold, 2 * n)))]
+        if self.checking:
+            return [(p, self._ask(o)) for p, o in sorted(self.checking.items())]
+        return [(self.probe, self._ask(self.outcomes))]
 
     def observe(self, prefix_len: int, outcomes: list[bool]) -> None:
-        if self.done or prefix_len != self.probe:
+        if self.done:
+            return
+        if self.checking:
+            self._observe_check(prefix_len, outcomes)
+            return
+        if prefix_len != self.probe:
             return
         self.outcomes = list(outcomes)
-        wins, n = sum(outcomes), len(outcomes)
-        if wins >= self.threshold:
-            alive = True
-        elif wins + (self.k - n) < self.threshold:
-            alive = False
-        else:
+        alive = self._verdict(outcomes)
+        if alive is None:
             return  # undecided: more rollouts on the next request
-        self.used[prefix_len] = n
+        self.used[prefix_len] = len(outcomes)
         self.outcomes = []
         if prefix_len == 0:
             self._root_verdict(alive)
@@ -104,6 +135,30 @@ class BinarySearch(_Search):
             self.probe = (self.lo + self.hi) // 2
         else:
             self._settle(self.hi - 1)
+
+    def _settle(self, first_error: int) -> None:
+        if self.confirm and self.found is None and first_error >= 1:
+            # every probe at or before the boundary was alive; check the others
+            self.found = first_error
+            unseen = [p for p in range(1, min(first_error, self.last) + 1) if p not in self.used]
+            self.checking = {p: [] for p in unseen}
+            if self.checking:
+                return
+        super()._settle(first_error)
+
+    def _observe_check(self, prefix_len: int, outcomes: list[bool]) -> None:
+        if prefix_len not in self.checking:
+            return
+        alive = self._verdict(outcomes)
+        if alive is None:
+            self.checking[prefix_len] = list(outcomes)
+            return
+        self.used[prefix_len] = len(outcomes)
+        if not alive:
+            self.dead.add(prefix_len)
+        del self.checking[prefix_len]
+        if not self.checking:
+            super()._settle(min(self.dead) - 1 if self.dead else self.found)
 
     def _probing_root(self) -> None:
         self.probe = 0

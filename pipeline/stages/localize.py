@@ -258,7 +258,16 @@ def annotated(ctx: StageContext, method: str) -> StageResult:
 
 
 METHODS: dict[str, Method] = {
-    "mc-binary": Method(monte_carlo, "OmegaPRM binary search over prefixes with k rollouts each"),
+    "mc-binary": Method(
+        monte_carlo,
+        "OmegaPRM binary search over prefixes with k rollouts each; assumes values are "
+        "monotone, so it finds an alive-to-dead boundary, the earliest only then",
+    ),
+    "mc-binary-confirmed": Method(
+        monte_carlo,
+        "mc-binary, then every prefix before its boundary is probed (stored rollouts "
+        "reused): the earliest dead prefix, as mc-linear finds it",
+    ),
     "mc-linear": Method(monte_carlo, "Math-Shepherd: k rollouts from every prefix"),
     "prm": Method(prm, "a process reward model's step scores ([localize] prm_model)"),
     "judge": Method(judge, "an LLM critic, ProcessBench prompt, majority of judge_n"),
