@@ -218,6 +218,12 @@ class NegativesSettings(Section):
     method: str | None = Field(
         None, description="whose first errors step / first-pit pairs use; unset: [localize] method"
     )
+    best_of: int = Field(
+        5,
+        gt=0,
+        description="first-pit / stepwise: V_i is the success of best-of-K continuations "
+        "(Setlur et al.: K = 5), estimated from the prefix's rollouts",
+    )
 
     _kinds = field_validator("kinds")(lambda v: _registered("kinds", v))
     _method = field_validator("method")(lambda v: _registered("methods", v))

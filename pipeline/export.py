@@ -27,7 +27,9 @@ CONFIGS = {
     "outcome": "first correct vs first incorrect trace per problem (REDI, DPO)",
     "step": "prefix before the first wrong step; a correct next step vs the wrong one (Step-DPO)",
     "first_pit": "a correct solution vs the wrong trace cut after its first pit (Setlur et al.)",
-    "stepwise": "steps with per-step labels, values and advantages (TRL stepwise supervision)",
+    "stepwise": "steps with per-step labels (True before the first error), best-of-K values "
+    "(Setlur et al.), mean success rates and advantages from the best-of-K values "
+    "(TRL stepwise supervision)",
 }
 SPLIT_FILE = "train-00000-of-00001.parquet"
 
@@ -53,12 +55,14 @@ def stepwise_rows(pairs: pl.DataFrame) -> pl.DataFrame:
             "completions": [m["completions"] for m in metas],
             "labels": [m["labels"] for m in metas],
             "values": [m["values"] for m in metas],
+            "mean_values": [m["mean_values"] for m in metas],
             "advantages": [m["advantages"] for m in metas],
             "problem_id": pairs["problem_id"],
             "trace_id": pairs["rejected_trace_id"],
         },
         schema_overrides={
             "values": pl.List(pl.Float64),
+            "mean_values": pl.List(pl.Float64),
             "advantages": pl.List(pl.Float64),
             "labels": pl.List(pl.Boolean),
         },

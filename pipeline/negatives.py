@@ -12,13 +12,20 @@ share a prompt, so chosen and rejected continue the same text.
   the same prefix that reached the gold answer, else the next step of a correct
   trace sharing the prefix; skipped (and counted) when neither exists.
 * ``first-pit`` (Setlur et al.): chosen = a full correct solution, rejected =
-  the wrong trace cut after its first pit, the first step where the MC value
-  V_i (i steps kept; V_M = 0 for a wrong trace) drops to its minimum.
+  the wrong trace cut after its first pit, the first step where the value V_i
+  (i steps kept; V_M = 0 for a wrong trace) drops to its minimum. V_i is, as
+  in the paper, the success of best-of-K continuations (``[negatives]
+  best_of``, K = 5), estimated from the prefix's k rollouts with the unbiased
+  pass@K estimator 1 - C(k - c, K) / C(k, K); the mean success rate c / k is
+  kept beside it.
 * No pair of any kind has chosen equal to rejected (up to whitespace): such a
   pair teaches nothing and is dropped, counted as "chosen equals rejected".
-* ``stepwise``: TRL stepwise supervision (prompt, completions = steps, labels =
-  the prefix through the step is alive) with values and advantages
-  A_i = V_{i+1} - V_i (0-based step i) in ``meta``.
+* ``stepwise``: TRL stepwise supervision (prompt, completions = steps, labels)
+  with best-of-K values, mean values and advantages A_i = V_{i+1} - V_i
+  (0-based step i, best-of-K values) in ``meta``. Labels agree with the
+  trace's first-error label: True before the first error, False from it on;
+  a trace without one is labelled from its values as mc-linear would (alive:
+  at least ``alive_threshold`` successful rollouts).
 """
 
 from __future__ import annotations
@@ -26,14 +33,15 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from math import comb
 
 import polars as pl
 
-from pipeline.config import NegativesSettings, SegmentSettings
+from pipeline.config import LocalizeSettings, NegativesSettings, SegmentSettings
 from pipeline.rows import PAIR_SCHEMA, pair_row
 from pipeline.segment import budget_share, first_step
 
-_N, _S = NegativesSettings(), SegmentSettings()
+_N, _S, _L = NegativesSettings(), SegmentSettings(), LocalizeSettings()
 
 
 @dataclass
@@ -161,25 +169,56 @@ def step_pairs(
     return built
 
 
-def prefix_values(values: pl.DataFrame, n_steps: dict[str, int]) -> dict[str, list[float | None]]:
-    """V_0..V_M per wrong trace from ``values`` (trace_id, policy, prefix_len, value):
-    one policy that covers every prefix 1..M-1 (the first such, by policy id); V_M = 0
-    (the trace's own answer is wrong) unless the full trace was probed (a truncated
-    or answerless trace admitted to localization); V_0 when the empty prefix was
-    probed."""
-    by: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for tid, policy, p, v in values.select("trace_id", "policy", "prefix_len", "value").iter_rows():
-        by[(tid, policy)][p] = v
-    out: dict[str, list[float | None]] = {}
+def best_of(k: int, n_correct: int, K: int) -> float:
+    """P(at least one of K continuations succeeds) from k rollouts with n_correct
+    successes: the unbiased pass@K estimator when k >= K, else the plug-in
+    1 - (1 - c/k)^K."""
+    if k >= K:
+        return 1.0 - comb(k - n_correct, K) / comb(k, K)
+    return 1.0 - (1.0 - n_correct / k) ** K
+
+
+@dataclass(frozen=True)
+class PrefixValues:
+    """V_0..V_M of one wrong trace (V_0: None unless the empty prefix was probed)."""
+
+    best: list[float | None]  # success of best-of-K continuations: what pits and advantages use
+    mean: list[float | None]  # share of the prefix's rollouts that reached the answer
+    alive: list[bool | None]  # at least alive_threshold successful rollouts
+
+
+def prefix_values(
+    values: pl.DataFrame,
+    n_steps: dict[str, int],
+    K: int = _N.best_of,
+    threshold: int = _L.alive_threshold,
+) -> dict[str, PrefixValues]:
+    """Values per wrong trace from ``values`` (trace_id, policy, prefix_len, k,
+    n_correct): one policy that covers every prefix 1..M-1 (the first such, by policy
+    id); V_M = 0 (the trace's own answer is wrong) unless the full trace was probed
+    (a truncated or answerless trace admitted to localization)."""
+    by: dict[tuple[str, str], dict[int, tuple[int, int]]] = defaultdict(dict)
+    for tid, policy, p, k, c in values.select(
+        "trace_id", "policy", "prefix_len", "k", "n_correct"
+    ).iter_rows():
+        by[(tid, policy)][p] = (k, c)
+    out: dict[str, PrefixValues] = {}
     for (tid, _policy), vs in sorted(by.items()):
         m = n_steps.get(tid)
         if m is None or tid in out or any(p not in vs for p in range(1, m)):
             continue
-        out[tid] = [vs.get(0), *(vs[p] for p in range(1, m)), vs.get(m, 0.0)]
+        counts = [vs.get(p) for p in range(m + 1)]
+        if counts[m] is None:
+            counts[m] = (1, 0)  # its own answer is wrong: dead
+        out[tid] = PrefixValues(
+            best=[None if kc is None else best_of(kc[0], kc[1], K) for kc in counts],
+            mean=[None if kc is None else kc[1] / kc[0] for kc in counts],
+            alive=[None if kc is None else kc[1] >= threshold for kc in counts],
+        )
     return out
 
 
-def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]]) -> Built:
+def first_pit_pairs(traces: pl.DataFrame, values: dict[str, PrefixValues]) -> Built:
     built = Built()
     for (problem_id, prompt), rows in _groups(traces).items():
         good = next((r for r in rows if r["correct"]), None)
@@ -193,7 +232,7 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]])
             if good is None:
                 built.skipped["no correct solution"] += 1
                 continue
-            after = v[1:]  # V_1..V_M: the value after each step
+            after = v.best[1:]  # V_1..V_M: the value after each step
             pit = after.index(min(after))
             built.add(
                 pair_row(
@@ -204,7 +243,7 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]])
                     w["completion"][: w["ends"][pit]],
                     good["trace_id"],
                     w["trace_id"],
-                    {"pit": pit, "values": v},
+                    {"pit": pit, "values": v.best, "mean_values": v.mean},
                     good["trace_id"],
                     w["trace_id"],
                     pit,
@@ -213,7 +252,9 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, list[float | None]])
     return built
 
 
-def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -> Built:
+def stepwise_rows(
+    traces: pl.DataFrame, values: dict[str, PrefixValues], K: int = _N.best_of
+) -> Built:
     built = Built()
     for r in traces.iter_rows(named=True):
         if r["correct"] or not r["step_texts"]:
@@ -222,13 +263,22 @@ def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -
         if v is None:
             built.skipped["no step values (run mc-linear)"] += 1
             continue
+        best, m = v.best, len(r["step_texts"])
         advantages = [
-            None if v[i] is None else round(v[i + 1] - v[i], 6) for i in range(len(v) - 1)
+            None if best[i] is None else round(best[i + 1] - best[i], 6) for i in range(m)
         ]
+        e = r["first_error"] if r.get("localized", r["first_error"] is not None) else None
+        labels_from = "first error"
+        if e is None:  # no label to agree with: mc-linear's, from the values
+            dead = [p for p in range(1, m + 1) if not v.alive[p]]
+            e, labels_from = dead[0] - 1, "values"
         meta = {
             "completions": list(r["step_texts"]),
-            "labels": [v[i + 1] > 0 for i in range(len(v) - 1)],
-            "values": v,
+            "labels": [e < 0 or i < e for i in range(m)],
+            "labels_from": labels_from,
+            "values": best,
+            "value": f"best of {K}",  # what values and advantages are
+            "mean_values": v.mean,
             "advantages": advantages,
         }
         built.rows.append(
@@ -242,7 +292,7 @@ def stepwise_rows(traces: pl.DataFrame, values: dict[str, list[float | None]]) -
                 r["trace_id"],
                 meta,
                 r["trace_id"],
-                json.dumps(v),
+                json.dumps(v.mean),
             )
         )
     return built

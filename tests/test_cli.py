@@ -50,7 +50,10 @@ def test_localize_and_negatives_help_list_the_registered_choices():
     ("args", "allowed"),
     [
         (["sample", "--backend", "bogus"], "'vllm', 'openai' or 'transformers'"),
-        (["localize", "--method", "bogus"], "mc-binary, mc-binary-confirmed, mc-linear, prm, judge"),
+        (
+            ["localize", "--method", "bogus"],
+            "mc-binary, mc-binary-confirmed, mc-linear, prm, judge",
+        ),
         (["negatives", "--kinds", "bogus"], "outcome, step, first-pit, stepwise"),
         (["reweight", "--select", "bogus"], "'all', 'uniform', 'prop2diff' or 'first'"),
         (["run", "--stage", "bogus"], "'ingest', 'sample', 'verify'"),

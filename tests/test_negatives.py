@@ -205,9 +205,11 @@ def test_first_pit_and_stepwise_from_values(curated):
         "Multiply by 2: 5 * 2 = 12.",
         "The answer is \\boxed{12}.",
     ]
-    assert meta["values"] == [1.0, 0.5, 0.0, 0.0]
-    assert meta["advantages"] == [-0.5, -0.5, 0.0]
-    assert meta["labels"] == [True, False, False]
+    # best of 5 from 8 rollouts: 8/8 -> 1, 4/8 -> 1 - C(4,5)/C(8,5) = 1, 0/8 -> 0
+    assert meta["values"] == [1.0, 1.0, 0.0, 0.0] and meta["value"] == "best of 5"
+    assert meta["mean_values"] == [1.0, 0.5, 0.0, 0.0]
+    assert meta["advantages"] == [0.0, -1.0, 0.0]  # from the best-of-K values
+    assert meta["labels"] == [True, False, False] and meta["labels_from"] == "first error"
 
 
 def test_reweight_selects_by_target_and_weights_by_fail_rate(curated):
@@ -247,6 +249,12 @@ def source(tid, text, correct, first_error=None, index=0):
     }
 
 
+def values_of(best):
+    from pipeline.negatives import PrefixValues
+
+    return PrefixValues(best=best, mean=best, alive=[v > 0 for v in best])
+
+
 def test_no_pair_of_any_kind_has_chosen_equal_to_rejected():
     from pipeline.negatives import first_pit_pairs, outcome_pairs
 
@@ -258,9 +266,9 @@ def test_no_pair_of_any_kind_has_chosen_equal_to_rejected():
     # pit (after step 2, the correct answer) it is the correct solution itself
     wrong = GOOD + "\n\nWait, it is 12. \\boxed{12}."
     rows = pl.DataFrame([source("C", GOOD, True), source("W", wrong, False, index=1)])
-    built = first_pit_pairs(rows, {"W": [1.0, 1.0, 0.5, 0.0, 0.0]})
+    built = first_pit_pairs(rows, {"W": values_of([1.0, 1.0, 0.5, 0.0, 0.0])})
     assert built.rows == [] and built.skipped == {"chosen equals rejected": 1}
-    different = first_pit_pairs(rows, {"W": [1.0, 0.5, 0.0, 0.5, 0.0]})
+    different = first_pit_pairs(rows, {"W": values_of([1.0, 0.5, 0.0, 0.5, 0.0])})
     assert len(different.rows) == 1 and not different.skipped
 
 
@@ -393,9 +401,10 @@ def test_a_probed_full_trace_keeps_its_value_instead_of_zero():
             "value": [1.0, 0.5, 1.0, 1.0, 0.75],
         }
     )
+    values = values.with_columns(k=pl.lit(4), n_correct=(pl.col("value") * 4).cast(pl.Int64))
     got = prefix_values(values, {"W": 3, "T": 3})
-    assert got["W"] == [None, 1.0, 0.5, 0.0]  # wrong: its own end is dead
-    assert got["T"] == [None, 1.0, 1.0, 0.75]  # truncated, admitted: its end was probed
+    assert got["W"].mean == [None, 1.0, 0.5, 0.0]  # wrong: its own end is dead
+    assert got["T"].mean == [None, 1.0, 1.0, 0.75]  # truncated, admitted: its end was probed
 
 
 def test_step_pair_sides_are_cut_by_the_same_rule_on_a_long_trace():
@@ -433,3 +442,35 @@ def test_step_pair_sides_are_cut_by_the_same_rule_on_a_long_trace():
         32,
     )
     assert short.rows[0]["chosen"] == "Instead, line 0: we add 0 twice, carefully."
+
+
+def test_stepwise_values_are_best_of_k_and_labels_agree_with_the_first_error():
+    from pipeline.negatives import best_of, prefix_values, stepwise_rows
+
+    assert best_of(8, 1, 5) == pytest.approx(1 - 21 / 56)  # 1 - C(7,5)/C(8,5)
+    assert best_of(8, 4, 5) == 1.0 and best_of(8, 0, 5) == 0.0
+    assert best_of(2, 1, 5) == pytest.approx(1 - 0.5**5)  # fewer rollouts than K: plug-in
+    # four steps; prefix 1 alive (5/8), prefix 2 barely (1/8, under a threshold of 2),
+    # prefix 3 alive again (6/8): the values are not monotone
+    counts = {1: 5, 2: 1, 3: 6}
+    values = pl.DataFrame(
+        [
+            {"trace_id": t, "policy": "p", "prefix_len": p, "k": 8, "n_correct": c}
+            for t in ("L", "U")
+            for p, c in counts.items()
+        ]
+    )
+    v = prefix_values(values, {"L": 4, "U": 4}, K=5, threshold=2)
+    text = "One: 1.\n\nTwo: 2.\n\nThree: 3.\n\nSo \\boxed{4}."
+    rows = pl.DataFrame(
+        [source("L", text, False, first_error=1), source("U", text, False) | {"localized": False}]
+    )
+    built = stepwise_rows(rows, v, K=5)
+    meta = {r["rejected_trace_id"]: json.loads(r["meta"]) for r in built.rows}
+    # the localized trace: True before its first error, False from it on
+    assert meta["L"]["labels"] == [True, False, False, False]
+    # without a label: mc-linear's from the values, with the alive threshold
+    # (1 of 8 is dead at threshold 2; the old rule `value > 0` called it alive)
+    assert meta["U"]["labels"] == [True, False, False, False]
+    assert meta["U"]["labels_from"] == "values"
+    assert meta["L"]["values"][1:] == pytest.approx([1.0, 1 - 21 / 56, 1.0, 0.0])

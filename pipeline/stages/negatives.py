@@ -33,7 +33,12 @@ class Inputs:
             raw = self.ctx.store.stage(
                 "trace_values", {"ids": self.wrong_ids, "min_k": self.ctx.settings.localize.k}
             )
-            self._values = neg.prefix_values(raw, n_steps)
+            self._values = neg.prefix_values(
+                raw,
+                n_steps,
+                self.ctx.settings.negatives.best_of,
+                self.ctx.settings.localize.alive_threshold,
+            )
         return self._values
 
 
@@ -61,7 +66,7 @@ KINDS: dict[str, Kind] = {
         "a correct solution vs the wrong trace cut at its first pit",
     ),
     "stepwise": Kind(
-        lambda x: neg.stepwise_rows(x.traces, x.values()),
+        lambda x: neg.stepwise_rows(x.traces, x.values(), x.ctx.settings.negatives.best_of),
         "per-step labels, MC values and advantages (TRL stepwise supervision)",
     ),
 }
