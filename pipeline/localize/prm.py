@@ -5,9 +5,13 @@ the last step; the model's two-class logits at every separator give the
 probability that the step so far is right. The first step below the
 threshold is the first error, -1 when none is.
 
-The model is loaded as a token classifier with two labels
-(``AutoModelForTokenClassification``), the shape of Qwen2.5-Math-PRM's head;
-checkpoints with their own modeling code need ``trust_remote_code``.
+Loading follows the checkpoint. Qwen2.5-Math-PRM ships its own modeling code
+and names only ``AutoModel`` in its ``auto_map``: it is loaded that way, as its
+model card does (``trust_remote_code``), and its first output is the reward
+head's two-class logits. A checkpoint saved as a token classifier is loaded as
+one. Anything else has no reward head and is refused, and so is a checkpoint
+that lacks some of the model's weights: transformers would initialise them at
+random and every score would be noise.
 """
 
 from __future__ import annotations
@@ -30,6 +34,41 @@ def first_below(probabilities: list[float], threshold: float) -> int:
 _L = LocalizeSettings()  # the defaults live in the settings, declared once
 
 
+def load_prm(model: str, trust_remote_code: bool):
+    """The PRM at ``model`` with every weight from its checkpoint, or ValueError."""
+    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+
+    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    architectures = list(getattr(config, "architectures", None) or [])
+    remote = (getattr(config, "auto_map", None) or {}).get("AutoModel")
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        cls = AutoModelForTokenClassification
+    elif remote:
+        if not trust_remote_code:
+            raise ValueError(
+                f"{model} runs its own modeling code ({remote}); set [localize] "
+                "prm_trust_remote_code = true to load it"
+            )
+        cls = AutoModel
+    else:
+        raise ValueError(
+            f"{model} has no process-reward head (architectures: "
+            f"{', '.join(architectures) or 'none'}); a PRM is a token classifier or a "
+            "checkpoint with its own code such as Qwen2.5-Math-PRM"
+        )
+    loaded, info = cls.from_pretrained(
+        model, trust_remote_code=trust_remote_code, output_loading_info=True
+    )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(
+            f"{model}: {len(missing)} weights are not in the checkpoint "
+            f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
+            "transformers would initialise them at random, and the scores with them"
+        )
+    return loaded
+
+
 class PRMScorer:
     def __init__(
         self,
@@ -40,7 +79,7 @@ class PRMScorer:
         max_length: int | None = None,
     ):
         import torch
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
@@ -50,9 +89,7 @@ class PRMScorer:
                 f"PRM separator {separator!r} is {len(ids)} tokens in {model}'s tokenizer; "
                 "it must be exactly one (add it as a special token)"
             )
-        self.model = AutoModelForTokenClassification.from_pretrained(
-            model, trust_remote_code=trust_remote_code
-        ).eval()
+        self.model = load_prm(model, trust_remote_code).eval()
         self.separator, self.separator_id, self.threshold = separator, ids[0], threshold
         self.max_length = max_length
 
@@ -68,7 +105,8 @@ class PRMScorer:
             max_length=self.max_length,
         )
         with self.torch.no_grad():
-            logits = self.model(**enc).logits[0]
+            out = self.model(**enc)
+        logits = (out.logits if hasattr(out, "logits") else out[0])[0]
         at = (enc["input_ids"][0] == self.separator_id).nonzero().flatten()
         probs = self.torch.softmax(logits[at].float(), dim=-1)[:, 1].tolist()[: len(steps)]
         first = first_below(probs, self.threshold)
