@@ -61,6 +61,12 @@ def _labels(path, method):
         )
 
 
+def _settled(path) -> dict[str, int]:
+    """Traces per verdict."""
+    with Store.reader(path) as store:
+        return dict(store.query("SELECT status, count(*) FROM verdicts GROUP BY 1").iter_rows())
+
+
 def _count(path, table):
     with Store.reader(path) as store:
         return store.query(f"SELECT count(*) AS n FROM {table}")["n"][0]
@@ -74,7 +80,11 @@ def test_monte_carlo_localizes_stores_and_reuses_rollouts(toy_store):
         StageContext(store, settings, teacher=backend) as ctx,
     ):
         binary = localize(ctx, "mc-binary")
-        assert binary.rows_in == 24
+        # the 24 traces, less those cut at max_tokens or without an answer (counted)
+        settled = _settled(path)
+        assert binary.rows_in == sum(settled.get(s, 0) for s in ("correct", "wrong"))
+        assert binary.skipped.get("truncated (not localized)", 0) == settled.get("truncated", 0)
+        assert sum(settled.values()) == 24
         assert binary.rollouts == binary.detail["rollouts_used"] > 0
         rollouts_after_binary = _count(path, "rollouts")
         assert rollouts_after_binary == binary.rollouts
@@ -125,7 +135,8 @@ def test_judge_and_consensus(toy_store):
         judge = localize(ctx, "judge")
         # the toy teacher was never taught to critique: its answers are mostly
         # not an index, and those are recorded as such, not guessed
-        assert judge.rows_in == 24
+        settled = _settled(path)
+        assert judge.rows_in == sum(settled.get(s, 0) for s in ("correct", "wrong"))
         localize(ctx, "mc-binary")
         consensus = localize(ctx, "consensus")
     rows = _labels(path, "judge")
