@@ -8,6 +8,10 @@ took longer, and the first ``make run`` failed. Its server also outlived a
 SIGKILLed run (three were found after one test session). This one is the same
 uvicorn command, given ``[run] prefect_start_timeout_s``, and started through
 ``pipeline.procs`` so that it gets SIGTERM when the process that started it dies.
+It runs in its own session: a terminal's Ctrl-C signals the whole foreground
+process group, and a server that died with the run left the run retrying its
+crash report against it for ~90 s, ending in a traceback. The run stops it
+once its logs are sent.
 """
 
 from __future__ import annotations
@@ -78,7 +82,12 @@ def _local_server(timeout_s: float, notice: Callable[[str], None] | None) -> Ite
     url = f"http://127.0.0.1:{port}/api"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            guarded(command), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            guarded(command),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         healthy = False
         try:

@@ -74,9 +74,18 @@ def outcome_pairs(traces: pl.DataFrame, per_problem: int = _N.pairs_per_problem)
         if not good or not bad:
             built.skipped["no correct trace" if not good else "no incorrect trace"] += 1
             continue
-        for rank, (c, w) in enumerate(zip(good, bad, strict=False)):
+        # the i-th correct with the i-th incorrect; an incorrect trace with the same
+        # text as its correct partner is passed over (counted), not the pair slot
+        rank, j = 0, 0
+        for c in good:
             if rank == per_problem:
                 break
+            while j < len(bad) and _norm(bad[j]["completion"]) == _norm(c["completion"]):
+                built.skipped["chosen equals rejected"] += 1
+                j += 1
+            if j == len(bad):
+                break
+            w, j, rank = bad[j], j + 1, rank + 1
             built.add(
                 pair_row(
                     "outcome",
@@ -86,7 +95,7 @@ def outcome_pairs(traces: pl.DataFrame, per_problem: int = _N.pairs_per_problem)
                     w["completion"],
                     c["trace_id"],
                     w["trace_id"],
-                    {"rank": rank},
+                    {"rank": rank - 1},
                     c["trace_id"],
                     w["trace_id"],
                 )
@@ -232,8 +241,14 @@ def first_pit_pairs(traces: pl.DataFrame, values: dict[str, PrefixValues]) -> Bu
             if good is None:
                 built.skipped["no correct solution"] += 1
                 continue
+            if w.get("localized") and w["first_error"] == -1:
+                built.skipped["no wrong step found"] += 1
+                continue
             after = v.best[1:]  # V_1..V_M: the value after each step
             pit = after.index(min(after))
+            if v.alive[pit + 1]:  # a trace cut short whose every prefix stays alive
+                built.skipped["no pit: every prefix stays alive"] += 1
+                continue
             built.add(
                 pair_row(
                     "first-pit",
@@ -267,11 +282,14 @@ def stepwise_rows(
         advantages = [
             None if best[i] is None else round(best[i + 1] - best[i], 6) for i in range(m)
         ]
-        e = r["first_error"] if r.get("localized", r["first_error"] is not None) else None
-        labels_from = "first error"
-        if e is None:  # no label to agree with: mc-linear's, from the values
+        localized = r.get("localized", r["first_error"] is not None)
+        if localized and r["first_error"] is None:
+            built.skipped["first error undetermined"] += 1  # the method declined to say
+            continue
+        e, labels_from = r["first_error"], "first error"
+        if not localized:  # no label to agree with: mc-linear's, from the values
             dead = [p for p in range(1, m + 1) if not v.alive[p]]
-            e, labels_from = dead[0] - 1, "values"
+            e, labels_from = (dead[0] - 1 if dead else -1), "values"
         meta = {
             "completions": list(r["step_texts"]),
             "labels": [e < 0 or i < e for i in range(m)],

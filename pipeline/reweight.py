@@ -52,7 +52,12 @@ def select_sft(
     recipe = recipe_name(select, weight)
     if traces.height == 0:
         return pl.DataFrame(schema=SELECTION_SCHEMA)
-    warm = pl.col("sample_index") < warmup_n
+    # the warm-up is a problem's first warmup_n samples in its setup: by position, so
+    # imported traces whose indices do not start at 0 have one too
+    traces = traces.sort("setup", "problem_id", "sample_index", "trace_id").with_columns(
+        position=pl.int_range(pl.len()).over("setup", "problem_id")
+    )
+    warm = pl.col("position") < warmup_n
     counters = (
         traces.group_by("setup", "problem_id")
         .agg(

@@ -124,3 +124,15 @@ def test_first_keeps_the_first_correct_generation_per_problem():
     s = select_sft(t, "first")
     assert kept(s) == {"a": ["a1"], "c": ["c0"]}
     assert set(s["recipe"]) == {"first/none"}
+
+
+def test_a_setup_whose_indices_start_late_still_has_a_warmup():
+    # imported traces numbered from 9: their first samples are the warm-up, and one
+    # such problem does not turn fail-rate weighting off for every other
+    late = traces({"imp": "01"}, setup="import").with_columns(pl.col("sample_index") + 9)
+    t = pl.concat([traces({"easy": "11", "hard": "01"}), late])
+    s = select_sft(t, "all", "fail_rate", warmup_n=8, floor=0.1)
+    rates = dict(zip(s["problem_id"], s["fail_rate"], strict=False))
+    assert rates == {"easy": 0.0, "hard": 0.5, "imp": 0.5}
+    w = dict(zip(s["trace_id"], s["weight"], strict=True))
+    assert w["hard1"] > w["easy0"] and s["weight"].is_nan().sum() == 0

@@ -252,7 +252,7 @@ def source(tid, text, correct, first_error=None, index=0):
 def values_of(best):
     from pipeline.negatives import PrefixValues
 
-    return PrefixValues(best=best, mean=best, alive=[v > 0 for v in best])
+    return PrefixValues(best=best, mean=best, alive=[None if v is None else v > 0 for v in best])
 
 
 def test_no_pair_of_any_kind_has_chosen_equal_to_rejected():
@@ -474,3 +474,36 @@ def test_stepwise_values_are_best_of_k_and_labels_agree_with_the_first_error():
     assert meta["U"]["labels"] == [True, False, False, False]
     assert meta["U"]["labels_from"] == "values"
     assert meta["L"]["values"][1:] == pytest.approx([1.0, 1 - 21 / 56, 1.0, 0.0])
+
+
+def test_an_identical_rejected_side_does_not_use_up_the_problems_pair():
+    from pipeline.negatives import outcome_pairs
+
+    rows = pl.DataFrame(
+        [
+            source("C", GOOD, True),
+            source("S", GOOD, False, index=1),  # a timeout with the correct text
+            source("W", BAD_LATE, False, index=2),
+        ]
+    )
+    built = outcome_pairs(rows, per_problem=1)
+    assert [(r["chosen_trace_id"], r["rejected_trace_id"]) for r in built.rows] == [("C", "W")]
+    assert built.skipped == {"chosen equals rejected": 1}
+
+
+def test_first_pit_and_stepwise_respect_a_trace_without_a_wrong_step():
+    from pipeline.negatives import first_pit_pairs, stepwise_rows
+
+    text = "One: 1.\n\nTwo: 2.\n\nThree: 3."
+    alive = values_of([None, 1.0, 1.0, 1.0])  # a truncated trace admitted: alive to its end
+    rows = pl.DataFrame([source("C", GOOD, True), source("T", text, False) | {"localized": False}])
+    built = first_pit_pairs(rows, {"T": alive})
+    assert built.rows == [] and built.skipped == {"no pit: every prefix stays alive": 1}
+    labelled = rows.with_columns(
+        first_error=pl.when(pl.col("trace_id") == "T").then(-1), localized=pl.lit(True)
+    )
+    assert first_pit_pairs(labelled, {"T": alive}).skipped == {"no wrong step found": 1}
+    (row,) = stepwise_rows(rows, {"T": alive}).rows  # no dead prefix: no wrong step
+    assert json.loads(row["meta"])["labels"] == [True, True, True]
+    undetermined = rows.with_columns(localized=pl.lit(True))  # labelled, first_error NULL
+    assert stepwise_rows(undetermined, {"T": alive}).skipped == {"first error undetermined": 1}

@@ -83,3 +83,32 @@ def _servers_of_mine() -> dict[int, str]:
         for pid, cmd in leftovers.marked(os.environ["PROCESS_MARK"]).items()
         if "prefect.server.api.server:create_app" in cmd
     }
+
+
+def test_ctrl_c_stops_a_run_promptly_and_leaves_nothing_behind(tmp_path):
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground process group. The
+    API server pitfall started was in that group: it died with the run, which then
+    retried its crash report against it for ~90 s and ended in a traceback."""
+    store = tmp_path / "store.duckdb"
+    config = write_config(tmp_path, store)
+    proc = subprocess.Popen(  # its own process group, as a shell starts a job
+        cli(config, "run"),
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    while proc.poll() is None and _traces(store) == 0:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    servers = _servers_of_mine()
+    assert servers and all(os.getpgid(pid) != proc.pid for pid in servers)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate()[1]
+    assert proc.returncode == 130, err[-3000:]
+    assert "Connection refused" not in err and "ConnectError" not in err, err[-3000:]
+    with Store.reader(store) as s:
+        assert s.query("SELECT status FROM runs WHERE command = 'run'").item() == "interrupted"
+    mark = os.environ["PROCESS_MARK"]
+    assert leftovers.settle(lambda: leftovers.orphans(mark, os.getpid()), grace_s=15.0) == {}

@@ -44,7 +44,7 @@ def test_new_store_has_every_design_table_with_a_primary_key(store_path):
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'"
         )
-        assert store.schema_version() == 6
+        assert store.schema_version() == 7
     tables = set(keys["table_name"])
     assert tables >= DESIGN_TABLES
     assert all(len(cols) == 1 for cols in keys["constraint_column_names"])
@@ -198,6 +198,7 @@ def test_older_store_upgrades_without_loss(store_path):
             (4, "trace_outcomes"),
             (5, "failed_requests"),
             (6, "frozen_difficulty"),
+            (7, "rebuild_rollout_labels"),
             (90, "problem_tags"),
         ]
 
@@ -211,7 +212,7 @@ def test_failed_migration_leaves_the_store_as_it_was(store_path):
     with pytest.raises(duckdb.Error):
         Store.writer(store_path, command="v2", extra_migrations=[broken])
     with Store.writer(store_path, command="after") as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == 7
         cols = store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'problems'")
         assert "x" not in cols["column_name"].to_list()
 
@@ -221,3 +222,56 @@ def test_run_records_the_resolved_config(store_path):
         cfg = store.query("SELECT config FROM runs")["config"][0]
     assert json.loads(cfg) == {"dart": {"k_u": 3}}
     assert os.path.exists(str(store_path) + ".lock")
+
+
+def test_an_older_store_loses_the_derived_rows_made_the_wrong_way(store_path, monkeypatch):
+    """Migration 007: Monte-Carlo labels and values made from rollouts credited with
+    the prefix's numbers, labels of truncated traces, step / first-pit / stepwise pairs
+    and pairs with chosen == rejected go; imported labels, judge labels of wrong
+    traces and other pairs stay."""
+    import pipeline.store as store_module
+    from pipeline.rows import first_error_frame, first_error_row, pair_row
+
+    older = [m for m in store_module.migrations() if m.version < 7]
+    monkeypatch.setattr(store_module, "migrations", lambda: older)
+    labels = [("W", "mc-binary"), ("T", "judge"), ("W", "judge"), ("T", "annotated")]
+    pairs = [("step", "a", "b"), ("stepwise", None, None), ("outcome", "a", "b")]
+    pairs.append(("outcome", "same", "same"))
+    with Store.writer(store_path, command="v6") as s:
+        assert s.schema_version() == 6
+        s.insert_new(
+            "verdicts",
+            pl.DataFrame(
+                [
+                    {"verdict_id": t, "trace_id": t, "verifier": "v", "status": status}
+                    for t, status in [("W", "wrong"), ("T", "truncated")]
+                ]
+            ),
+        )
+        rows = [first_error_row(t, m, 1, 0, 0, {}) for t, m in labels]
+        s.insert_new("first_errors", first_error_frame(rows))
+        s.insert_new(
+            "step_values",
+            pl.DataFrame(
+                [
+                    {"value_id": "v1", "trace_id": "W", "prefix_len": 1, "policy": "p"}
+                    | {"k": 8, "n_correct": 4, "value": 0.5}
+                ]
+            ),
+        )
+        s.insert_new(
+            "pairs",
+            pl.DataFrame(
+                [
+                    pair_row(kind, "P", "q", c, r, None, "W", {}, kind, i)
+                    for i, (kind, c, r) in enumerate(pairs)
+                ]
+            ),
+        )
+    monkeypatch.undo()
+    with Store.writer(store_path, command="v7") as s:
+        assert s.schema_version() == 7
+        kept = s.query("SELECT trace_id, method FROM first_errors ORDER BY 1, 2").rows()
+        assert kept == [("T", "annotated"), ("W", "judge")]
+        assert s.query("SELECT count(*) FROM step_values").item() == 0
+        assert s.query("SELECT kind, chosen FROM pairs").rows() == [("outcome", "a")]

@@ -27,7 +27,10 @@ class Policy:
 
     @property
     def id(self) -> str:
-        return params_key({"model": self.backend.model, **self.params.as_dict()})
+        # "credit": how a rollout is judged (its continuation's own answer; stores
+        # from before judged prefix + continuation, and those rollouts are not reused)
+        spec = {"model": self.backend.model, **self.params.as_dict(), "credit": "continuation"}
+        return params_key(spec)
 
 
 @dataclass(frozen=True)
