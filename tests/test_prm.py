@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
 
 from pipeline.localize.prm import PRMScorer, first_below
 from tests.conftest import STUDENT
@@ -23,6 +21,9 @@ STEPS = ["Add 3: 2 + 3 = 5.", "Multiply by 2: 5 * 2 = 10.", "The answer is \\box
 
 
 def tiny_prm(path, bias: tuple[float, float]):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
+
     tok = AutoTokenizer.from_pretrained(STUDENT)
     tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
     config = LlamaConfig(
@@ -114,7 +115,8 @@ def qwen_style_prm(path, bias: tuple[float, float] | None):
     import importlib.util
     import sys
 
-    from transformers import Qwen2Config
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config
 
     path.mkdir(parents=True)
     (path / "modeling_qwen2_rm.py").write_text(REMOTE_CODE)

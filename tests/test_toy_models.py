@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from pipeline.toy.checker import first_error
 from tests.conftest import REPO, STUDENT, TEACHER
@@ -40,6 +39,7 @@ def test_model_is_small_and_vllm_shaped(path):
 
 
 def _greedy_pass_rate(path, rows) -> float:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -82,6 +82,7 @@ def test_vllm_samples_the_teacher(vllm_teacher):
 
 def test_trl_sft_trains_one_step(tmp_path):
     import datasets
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
