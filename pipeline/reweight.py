@@ -75,8 +75,7 @@ def select_sft(
         ]
     )
     kept = (
-        traces.filter(pl.col("correct"))
-        .sort("setup", "problem_id", "sample_index", "trace_id")
+        traces.filter(pl.col("correct"))  # still in sample order from the sort above
         .with_columns(rank=pl.int_range(pl.len()).over("setup", "problem_id").cast(pl.Int32))
         .join(
             quota.select("setup", "problem_id", "target", "fail_rate"), on=["setup", "problem_id"]

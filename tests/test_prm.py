@@ -20,12 +20,20 @@ pytestmark = pytest.mark.slow  # PRM models
 STEPS = ["Add 3: 2 + 3 = 5.", "Multiply by 2: 5 * 2 = 10.", "The answer is \\boxed{10}."]
 
 
-def tiny_prm(path, bias: tuple[float, float]):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
+def separator_tokenizer():
+    """The toy tokenizer with Qwen2.5-Math-PRM's step separator as one token."""
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(STUDENT)
     tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    return tok
+
+
+def tiny_prm(path, bias: tuple[float, float]):
+    import torch
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    tok = separator_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=64,
@@ -116,7 +124,7 @@ def qwen_style_prm(path, bias: tuple[float, float] | None):
     import sys
 
     import torch
-    from transformers import AutoTokenizer, Qwen2Config
+    from transformers import Qwen2Config
 
     path.mkdir(parents=True)
     (path / "modeling_qwen2_rm.py").write_text(REMOTE_CODE)
@@ -124,8 +132,7 @@ def qwen_style_prm(path, bias: tuple[float, float] | None):
     module = importlib.util.module_from_spec(spec)
     sys.modules["tiny_qwen2_rm"] = module
     spec.loader.exec_module(module)
-    tok = AutoTokenizer.from_pretrained(STUDENT)
-    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    tok = separator_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tok),
         hidden_size=64,
