@@ -514,3 +514,57 @@ def test_a_killed_run_is_marked_interrupted_by_the_next_writer(store_path, tmp_p
     assert killed["status"] == "interrupted"
     assert killed["finished_at"] is None  # when it died is not known
     assert "no live writer" in killed["summary"]
+
+
+DROPPED_STOP = """
+import os, signal, time, weakref
+from contextlib import nullcontext
+
+import typer
+from prefect.utilities.engine import capture_sigterm
+
+from flows.cli.common import _Commands
+
+app = typer.Typer(cls=_Commands)
+
+
+class Thing:
+    pass
+
+
+@app.command()
+def work(under_prefect: bool = False) -> None:
+    def stop_inside_a_callback(_):
+        # the handler runs as os.kill returns, here, where Python drops its exception
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with capture_sigterm() if under_prefect else nullcontext():  # Prefect's handler, as in a flow
+        thing = Thing()
+        ref = weakref.ref(thing, stop_inside_a_callback)
+        del thing
+        time.sleep(20)
+    print("ran to the end")
+
+
+@app.command()
+def idle() -> None:
+    pass
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.parametrize("under_prefect", [False, True], ids=["cli-handler", "prefect-handler"])
+def test_a_stop_dropped_in_a_callback_still_stops_the_command(tmp_path, under_prefect):
+    # seen under load: a SIGTERM to `pitfall run` landed in a weakref callback and
+    # the run finished `ok`; here the signal is sent from inside such a callback
+    script = tmp_path / "dropped_stop.py"
+    script.write_text(DROPPED_STOP)
+    argv = [sys.executable, str(script), "work"] + (["--under-prefect"] if under_prefect else [])
+    r = subprocess.run(argv, env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 128 + signal.SIGTERM, r.stdout + r.stderr
+    assert "ran to the end" not in r.stdout
+    assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "error: stopped by SIGTERM"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,22 +22,10 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
+from flows.cli.stopping import stops_delivered
 from pipeline.config import ConfigError, Settings, load_settings, redacted_settings
 from pipeline.stages import Scope, StageContext
 from pipeline.store import Store, StoreError, StoreLocked, StoreMissing, StoreWarning
-
-
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame) -> None:
-    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise _Stopped(signum)
 
 
 class _Commands(TyperGroup):
@@ -48,10 +35,9 @@ class _Commands(TyperGroup):
     free the lock, and the exit code is 128 + the signal's number."""
 
     def invoke(self, ctx):
-        main = threading.current_thread() is threading.main_thread()  # where handlers can be set
-        previous = signal.signal(signal.SIGTERM, _stop) if main else None
         try:
-            return super().invoke(ctx)
+            with stops_delivered():
+                return super().invoke(ctx)
         except StoreLocked as exc:
             raise _fail(escape(str(exc)), LOCKED) from None
         except StoreError as exc:
@@ -59,9 +45,6 @@ class _Commands(TyperGroup):
         except KeyboardInterrupt as exc:
             signum = getattr(exc, "signum", signal.SIGINT)
             raise _fail(f"stopped by {signal.Signals(signum).name}", 128 + signum) from None
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
 
 
 app = typer.Typer(
