@@ -19,7 +19,7 @@ $(VENV)/.installed-run: pyproject.toml
 	$(call install,cpu)
 
 $(VENV)/.installed-dev: pyproject.toml
-	$(call install,cpu$(comma)ray$(comma)dev)
+	$(call install,cpu$(comma)ray$(comma)lora$(comma)dev)
 
 comma := ,
 

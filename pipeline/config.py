@@ -253,6 +253,43 @@ class ExportSettings(Section):
     hub_repo: str | None = None
 
 
+class TrainSettings(Section):
+    """`pitfall train`: one-shot offline fine-tunes on an export. Unset values
+    take the trainer's own default (TRL's SFTConfig / DPOConfig, REDIConfig)."""
+
+    model: str = Field("data/models/toy-student", description="base model: a folder or a Hub id")
+    out_dir: Path = Field(
+        Path("data/checkpoints"), description="checkpoints go to OUT_DIR/KIND unless --out says"
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, description="unset: SFT 2e-5, DPO 1e-6 (TRL), REDI 1e-6 (paper)"
+    )
+    epochs: float | None = Field(None, gt=0, description="unset: SFT/DPO 3 (TRL), REDI 1 (paper)")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps; -1: epochs decide")
+    batch_size: int = Field(8, gt=0, description="per device")
+    grad_accum: int = Field(1, gt=0, description="gradient accumulation steps")
+    max_length: int | None = Field(1024, gt=0, description="tokens per sequence; unset: no limit")
+    truncation: Literal["keep_start", "keep_end"] = "keep_start"
+    seed: int = 0
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    logging_steps: int = Field(10, gt=0)
+    save_strategy: Literal["no", "steps", "epoch"] = Field(
+        "no", description="intermediate checkpoints; the final model is always saved"
+    )
+    save_steps: int = Field(500, gt=0)
+    beta: float | None = Field(None, gt=0, description="DPO's beta; unset: TRL's 0.1")
+    alpha_chosen: float | None = Field(None, ge=0, description="REDI; unset: 1.0")
+    alpha_rejected: float | None = Field(None, ge=0, description="REDI; unset: 0.8 (paper)")
+    # GPUs
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    lora: bool = Field(False, description="train a LoRA adapter (peft, extra `lora`)")
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    report_to: list[str] = Field(["none"], description="none, wandb, tensorboard, ...")
+
+
 # the stages a run can take, in order (pipeline/stages/ has one module each);
 # verify runs inside sample, and on its own when sample is not chosen
 STAGES = (
@@ -319,6 +356,7 @@ class Settings(BaseSettings):
     reweight: ReweightSettings = ReweightSettings()
     run: RunSettings = RunSettings()
     export: ExportSettings = ExportSettings()
+    train: TrainSettings = TrainSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -129,3 +129,6 @@ def vllm_teacher():
     )
     yield llm
     llm.llm_engine.engine_core.shutdown()  # free the engine now, not at interpreter exit
+
+
+from tests.curated_run import reference  # noqa: E402, F401  (a session fixture: the run is shared)

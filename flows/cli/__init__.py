@@ -8,6 +8,7 @@ the order `pitfall --help` lists them.
 - ``curation``: segment, localize, localize-eval, negatives, reweight, export
 - ``run``: run, report, deploy (the curate flow)
 - ``query``: sql, stats
+- ``train``: train (offline fine-tunes on an export, trainers/)
 
 Commands only parse flags, open the store, run stages (``pipeline/stages/``)
 and print their results.
@@ -15,10 +16,10 @@ and print their results.
 
 from __future__ import annotations
 
-from flows.cli import curation, data, query, run, sampling
+from flows.cli import curation, data, query, run, sampling, train
 from flows.cli.common import app
 
-for group in (data, sampling, curation, run, query):
+for group in (data, sampling, curation, run, query, train):
     for name, command in group.COMMANDS.items():
         app.command(name)(command)
 

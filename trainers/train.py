@@ -1,0 +1,257 @@
+"""One offline fine-tune: an export's config, a base model, a checkpoint folder with its lineage.
+
+    train("redi", "ckpt/sft", "data/export", "ckpt/redi", TrainSettings())
+
+Kinds: ``sft`` (TRL's SFTTrainer with DART weights), ``dpo`` / ``step-dpo`` /
+``first-pit`` (TRL's DPOTrainer on the outcome / step / first_pit configs) and
+``redi`` (trainers/redi.py). A recipe chains kinds, each stage starting from
+the previous stage's checkpoint. Runs unchanged under ``accelerate launch``.
+
+The folder holds the model and tokenizer as ``from_pretrained`` loads them and
+``pitfall_train.json``: the base model (and its own lineage when pitfall trained
+it), the data's source and fingerprint, every hyperparameter, the seed, library
+versions, steps, seconds and the losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import TrainSettings
+from trainers.data import NEEDS, DataError, TrainData, load_train_data
+
+KINDS = {
+    "sft": "SFT on the sft config's prompt / completion, loss weighted by its DART weight",
+    "dpo": "DPO (TRL) on the outcome config: first correct vs first incorrect trace",
+    "step-dpo": "Step-DPO: DPO (TRL) on the step config, the completion is one step",
+    "first-pit": "DPO (TRL) on the first_pit config (Setlur et al.)",
+    "redi": "REDI's reference-free loss on the outcome config (run it from an SFT checkpoint)",
+}
+RECIPES = {"redi": ("sft", "redi")}  # REDI: stage 1 SFT on the positives, stage 2 REDI
+LINEAGE_FILE = "pitfall_train.json"
+LIBRARIES = ("pitfall", "torch", "transformers", "trl", "accelerate", "datasets", "peft")
+
+
+class TrainError(ValueError):
+    """A model or option that cannot be trained; the message says what is wrong."""
+
+
+@dataclass
+class Trained:
+    kind: str
+    out: Path
+    steps: int
+    seconds: float
+    final_loss: float | None
+    dropped: dict[str, int]
+
+
+def train(
+    kind: str, model: str, data: str, out: str | Path, options: TrainSettings | None = None
+) -> Trained:
+    """Fine-tune ``model`` on the export ``data`` (folder or Hub repo) as ``kind``; save to ``out``."""
+    if kind not in KINDS:
+        raise TrainError(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
+    options = options or TrainSettings()
+    out = Path(out)
+    rows = load_train_data(data, kind)  # before any model loads: bad data fails fast
+    policy, tokenizer = _load(model)
+    args = _arguments(kind, options, out)
+    trainer = _trainer(kind, policy, tokenizer, rows, args, options)
+    start = time.monotonic()
+    result = trainer.train()
+    seconds = time.monotonic() - start
+    if options.lora:
+        trainer.model = trainer.model.merge_and_unload()  # a folder from_pretrained loads as is
+    trainer.save_model(str(out))
+    trained = Trained(
+        kind, out, trainer.state.global_step, seconds, _final_loss(trainer), rows.dropped
+    )
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        lineage = _lineage(trained, model, rows, args, options, trainer, result.training_loss)
+        (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, default=str) + "\n")
+    return trained
+
+
+def run_recipe(
+    name: str, model: str, data: str, out: str | Path, options: TrainSettings | None = None
+) -> list[Trained]:
+    """The stages of recipe ``name``, each from the previous checkpoint: ``out/1-sft``, ``out/2-redi``."""
+    if name not in RECIPES:
+        raise TrainError(f"unknown recipe {name!r}; use {', '.join(RECIPES)}")
+    for kind in RECIPES[name]:  # every stage's data is checked before the first trains
+        load_train_data(data, kind)
+    done, base = [], model
+    for i, kind in enumerate(RECIPES[name], 1):
+        stage = train(kind, base, data, Path(out) / f"{i}-{kind}", options)
+        done.append(stage)
+        base = str(stage.out)
+    return done
+
+
+def _load(model: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(model)
+    if not local.is_dir() and (local.exists() or model.startswith((".", "/")) or model.count("/") > 1):
+        raise TrainError(f"{model}: no such model folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        policy = AutoModelForCausalLM.from_pretrained(model)
+    except OSError as exc:  # a folder without weights, an unknown or unreachable Hub id
+        raise TrainError(f"{model}: cannot load the model ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return policy, tokenizer
+
+
+def _arguments(kind: str, o: TrainSettings, out: Path):
+    common: dict[str, Any] = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": o.batch_size,
+        "gradient_accumulation_steps": o.grad_accum,
+        "max_steps": o.max_steps,
+        "seed": o.seed,
+        "warmup_steps": o.warmup_ratio,  # a float below 1 is a ratio of the steps
+        "logging_steps": o.logging_steps,
+        "save_strategy": o.save_strategy,
+        "save_steps": o.save_steps,
+        "bf16": o.bf16,
+        "gradient_checkpointing": o.gradient_checkpointing,
+        "report_to": o.report_to,
+        "max_length": o.max_length,
+        "truncation_mode": o.truncation,
+    }
+    if o.learning_rate is not None:
+        common["learning_rate"] = o.learning_rate
+    if o.epochs is not None:
+        common["num_train_epochs"] = o.epochs
+    if kind == "sft":
+        from trl import SFTConfig
+
+        return SFTConfig(**common, completion_only_loss=True, packing=False)
+    if kind == "redi":
+        from trainers.redi import REDIConfig
+
+        alphas = {"alpha_chosen": o.alpha_chosen, "alpha_rejected": o.alpha_rejected}
+        return REDIConfig(**common, **{k: v for k, v in alphas.items() if v is not None})
+    from trl import DPOConfig
+
+    return DPOConfig(**common, **({"beta": o.beta} if o.beta is not None else {}))
+
+
+def _trainer(kind: str, policy, tokenizer, rows: TrainData, args, o: TrainSettings):
+    peft_config = _lora(o)
+    if kind == "sft":
+        from trainers.weighted_sft import WeightedSFTTrainer
+
+        return WeightedSFTTrainer(
+            model=policy,
+            args=args,
+            train_dataset=rows.dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    if kind == "redi":
+        from trainers.redi import REDITrainer
+
+        return REDITrainer(
+            model=policy,
+            args=args,
+            train_dataset=rows.dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    from trl import DPOTrainer
+
+    return DPOTrainer(
+        model=policy,
+        args=args,
+        train_dataset=rows.dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def _lora(o: TrainSettings):
+    if not o.lora:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise TrainError("--lora needs peft: pip install 'pitfall[lora]'") from None
+    return LoraConfig(
+        r=o.lora_r,
+        lora_alpha=o.lora_alpha,
+        lora_dropout=o.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _final_loss(trainer) -> float | None:
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return losses[-1] if losses else None
+
+
+def _per_epoch_loss(trainer) -> list[float | None]:
+    """The mean of the losses logged during each epoch (None: none logged in it)."""
+    epochs = max(1, math.ceil(trainer.state.epoch or 0))
+    logged: list[list[float]] = [[] for _ in range(epochs)]
+    for e in trainer.state.log_history:
+        if "loss" in e and "epoch" in e:
+            logged[min(epochs - 1, max(0, math.ceil(e["epoch"]) - 1))].append(e["loss"])
+    return [sum(xs) / len(xs) if xs else None for xs in logged]
+
+
+def _lineage(
+    trained: Trained, model: str, rows: TrainData, args, o: TrainSettings, trainer, mean_loss
+) -> dict:
+    parent = Path(model) / LINEAGE_FILE
+    return {
+        "kind": trained.kind,
+        "base_model": model,
+        "base_lineage": json.loads(parent.read_text()) if parent.is_file() else None,
+        "data": {
+            "source": rows.source,
+            "config": rows.config,
+            "fingerprint": rows.fingerprint,
+            "rows": rows.dataset.num_rows,
+            "dropped": rows.dropped,
+        },
+        "seed": o.seed,
+        "options": o.model_dump(mode="json"),
+        "hyperparameters": args.to_dict(),
+        "versions": _versions(),
+        "world_size": trainer.args.world_size,
+        "steps": trained.steps,
+        "seconds": round(trained.seconds, 3),
+        "loss": {
+            "final": trained.final_loss,
+            "mean": mean_loss,
+            "per_epoch": _per_epoch_loss(trainer),
+        },
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    found = {}
+    for lib in LIBRARIES:
+        try:
+            found[lib] = version(lib)
+        except PackageNotFoundError:
+            found[lib] = None
+    return found
+
+
+# the Hub's usage pings are off unless a user turns them on
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+__all__ = ["KINDS", "NEEDS", "RECIPES", "DataError", "TrainError", "Trained", "run_recipe", "train"]
