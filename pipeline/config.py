@@ -265,7 +265,9 @@ class TrainSettings(Section):
         None, gt=0, description="unset: SFT 2e-5, DPO 1e-6 (TRL), REDI 1e-6 (paper)"
     )
     epochs: float | None = Field(None, gt=0, description="unset: SFT/DPO 3 (TRL), REDI 1 (paper)")
-    max_steps: int = Field(-1, description="stop after this many optimizer steps; -1: epochs decide")
+    max_steps: int = Field(
+        -1, description="stop after this many optimizer steps; -1: epochs decide"
+    )
     batch_size: int = Field(8, gt=0, description="per device")
     grad_accum: int = Field(1, gt=0, description="gradient accumulation steps")
     max_length: int | None = Field(1024, gt=0, description="tokens per sequence; unset: no limit")

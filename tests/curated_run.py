@@ -68,7 +68,7 @@ max_tokens = 100
 per_problem = 2
 {extra.get("localize", "")}
 [negatives]
-kinds = ["outcome", "step", "stepwise"]
+kinds = ["outcome", "step", "first-pit", "stepwise"]
 [export]
 dir = "{folder / "export"}"
 [run]

@@ -10,8 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from datasets import Dataset, load_dataset
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 # the export config each trainer reads, and the columns it needs there
 NEEDS = {
@@ -38,6 +44,8 @@ class TrainData:
 
 def load_train_data(source: str, kind: str) -> TrainData:
     """The rows of the export config that ``kind`` trains on, checked."""
+    from datasets import Dataset  # heavy: only when training
+
     config, columns = NEEDS[kind]
     folder = Path(source)
     if folder.is_dir():
@@ -47,31 +55,35 @@ def load_train_data(source: str, kind: str) -> TrainData:
             raise DataError(
                 f"{source}: no {config!r} config for {kind} (has: {', '.join(have) or 'none'})"
             )
-        dataset = load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+        # in memory, as the files are: nothing is written to the datasets cache
+        table = pa.concat_tables([pq.read_table(f) for f in files])
         fingerprint = _sha256(files)
     elif folder.exists() or source.startswith((".", "/")) or source.count("/") != 1:
         raise DataError(f"{source}: not an export folder or a Hub dataset repo (org/name)")
     else:  # a Hub dataset repo that `pitfall export --push` wrote
+        from datasets import load_dataset
+
         try:
-            dataset = load_dataset(source, config, split="train")
+            hub = load_dataset(source, config, split="train")
         except Exception as exc:  # the Hub's errors are many; the message is what matters
             raise DataError(f"{source}: cannot load config {config!r}: {exc}") from None
-        fingerprint = dataset._fingerprint
-    missing = [c for c in columns if c not in dataset.column_names]
+        table, fingerprint = hub.with_format("arrow")[:], hub._fingerprint
+    missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise DataError(
             f"{source}: config {config!r} lacks column(s) {', '.join(missing)} "
-            f"(has: {', '.join(dataset.column_names)})"
+            f"(has: {', '.join(table.column_names)})"
         )
     dropped = {}
     if "rejected" in columns:
-        kept = dataset.filter(lambda r: r["chosen"] != r["rejected"])
-        if kept.num_rows < dataset.num_rows:
-            dropped["chosen equals rejected"] = dataset.num_rows - kept.num_rows
-        dataset = kept
-    if dataset.num_rows == 0:
+        same = pc.fill_null(pc.equal(table["chosen"], table["rejected"]), False)
+        if n := pc.sum(same).as_py() or 0:
+            dropped["chosen equals rejected"] = n
+            table = table.filter(pc.invert(same))
+    if table.num_rows == 0:
         why = f" ({', '.join(f'{n} {r}' for r, n in dropped.items())})" if dropped else ""
         raise DataError(f"{source}: config {config!r} has no rows to train on{why}")
+    dataset = Dataset(table)
     return TrainData(dataset, source, config, fingerprint, dropped)
 
 

@@ -51,6 +51,7 @@ class Trained:
     seconds: float
     final_loss: float | None
     dropped: dict[str, int]
+    main: bool = True  # the process that saved (under `accelerate launch`, rank 0)
 
 
 def train(
@@ -72,12 +73,19 @@ def train(
         trainer.model = trainer.model.merge_and_unload()  # a folder from_pretrained loads as is
     trainer.save_model(str(out))
     trained = Trained(
-        kind, out, trainer.state.global_step, seconds, _final_loss(trainer), rows.dropped
+        kind,
+        out,
+        trainer.state.global_step,
+        seconds,
+        _final_loss(trainer),
+        rows.dropped,
+        trainer.is_world_process_zero(),
     )
-    if trainer.is_world_process_zero():
+    if trained.main:
         tokenizer.save_pretrained(out)
         lineage = _lineage(trained, model, rows, args, options, trainer, result.training_loss)
         (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, default=str) + "\n")
+    trainer.accelerator.wait_for_everyone()  # a recipe's next stage loads this folder on every rank
     return trained
 
 
@@ -101,7 +109,9 @@ def _load(model: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(model)
-    if not local.is_dir() and (local.exists() or model.startswith((".", "/")) or model.count("/") > 1):
+    if not local.is_dir() and (
+        local.exists() or model.startswith((".", "/")) or model.count("/") > 1
+    ):
         raise TrainError(f"{model}: no such model folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)

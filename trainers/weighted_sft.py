@@ -35,7 +35,9 @@ class WeightCollator(DataCollatorForLanguageModeling):
 class WeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args, processing_class=None, **kwargs):
         tokenizer = processing_class
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
         kwargs.setdefault("data_collator", WeightCollator(pad_token_id=pad))
         super().__init__(*args, processing_class=processing_class, **kwargs)
 

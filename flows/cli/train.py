@@ -11,7 +11,7 @@ from rich.table import Table
 
 from flows.cli.common import BAD_INPUT, _fail, _override, out
 from trainers.data import DataError
-from trainers.train import KINDS, RECIPES, TrainError, Trained
+from trainers.train import KINDS, RECIPES, Trained, TrainError
 
 _KIND_HELP = "; ".join(f"[bold]{k}[/bold]: {v}" for k, v in KINDS.items())
 _RECIPE_HELP = "; ".join(f"[bold]recipe {k}[/bold]: {' -> '.join(v)}" for k, v in RECIPES.items())
@@ -24,7 +24,8 @@ def train(
         str | None, typer.Argument(help=f"with kind `recipe`: {', '.join(RECIPES)}.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Base model: a folder or a Hub id (default: \\[train] model).")
+        str | None,
+        typer.Option(help="Base model: a folder or a Hub id (default: \\[train] model)."),
     ] = None,
     data: Annotated[
         str | None,
@@ -70,7 +71,9 @@ def train(
     versions, steps, losses). Settings come from \\[train]; flags override them.
     Runs unchanged under `accelerate launch` (see README).
     """
-    flags = {k: v for k, v in locals().items() if k not in {"ctx", "kind", "recipe", "data", "out_dir"}}
+    flags = {
+        k: v for k, v in locals().items() if k not in {"ctx", "kind", "recipe", "data", "out_dir"}
+    }
     settings = _override(ctx, train=flags)
     o = settings.train
     source = data or str(settings.export.dir)
@@ -89,7 +92,8 @@ def train(
             done = [train_one(kind, o.model, source, out_dir or o.out_dir / kind, o)]
     except (DataError, TrainError) as exc:
         raise _fail(escape(str(exc)), BAD_INPUT) from None
-    _print(done)
+    if done[-1].main:  # under `accelerate launch`, one table
+        _print(done)
 
 
 def _print(done: list[Trained]) -> None:
