@@ -51,7 +51,9 @@ def load_train_data(source: str, kind: str) -> TrainData:
     if folder.is_dir():
         files = sorted((folder / config).glob("*.parquet"))
         if not files:
-            have = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+            have = sorted(
+                p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet"))
+            )
             raise DataError(
                 f"{source}: no {config!r} config for {kind} (has: {', '.join(have) or 'none'})"
             )

@@ -62,6 +62,7 @@ def train(
         raise TrainError(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
     options = options or TrainSettings()
     out = Path(out)
+    _check_model(model)
     rows = load_train_data(data, kind)  # before any model loads: bad data fails fast
     policy, tokenizer = _load(model)
     args = _arguments(kind, options, out)
@@ -105,14 +106,18 @@ def run_recipe(
     return done
 
 
-def _load(model: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _check_model(model: str) -> None:
+    """A path that is not a folder fails here; an org/name is left to the Hub."""
     local = Path(model)
     if not local.is_dir() and (
         local.exists() or model.startswith((".", "/")) or model.count("/") > 1
     ):
         raise TrainError(f"{model}: no such model folder")
+
+
+def _load(model: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         policy = AutoModelForCausalLM.from_pretrained(model)
