@@ -80,3 +80,21 @@ def test_the_data_is_checked_before_the_fingerprint_is_taken(tmp_path):
     assert load_train_data(str(data), "dpo").fingerprint == first
     export(tmp_path / "x", "outcome", [PAIR, PAIR | {"chosen": "5."}])
     assert load_train_data(str(data), "redi").fingerprint != first  # a new export, a new print
+
+
+def test_a_hub_dataset_repo(monkeypatch):
+    """The Hub cannot be reached from here: `datasets.load_dataset` is replaced by a
+    stand-in that returns what the Hub would (the repo's `outcome` config)."""
+    import datasets
+
+    asked = []
+
+    def hub(repo, config, split):
+        asked.append((repo, config, split))
+        return datasets.Dataset.from_list([PAIR, PAIR | {"rejected": PAIR["chosen"]}])
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    rows = load_train_data("org/toy-pitfall", "redi")
+    assert asked == [("org/toy-pitfall", "outcome", "train")]
+    assert rows.dataset.num_rows == 1 and rows.dropped == {"chosen equals rejected": 1}
+    assert rows.fingerprint and rows.source == "org/toy-pitfall"

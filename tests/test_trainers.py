@@ -249,6 +249,21 @@ def test_each_trainer_trains_on_a_pipeline_export_and_saves_a_loadable_model(
     assert _max_change(_weights(out), _weights(STUDENT)) > 0
 
 
+def test_lora_trains_an_adapter_and_saves_it_merged(reference, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from trainers.train import LINEAGE_FILE, train
+
+    export = reference["folder"] / "export"
+    options = TrainSettings(max_steps=2, batch_size=2, lora=True, learning_rate=1e-3)
+    done = train("sft", str(STUDENT), str(export), tmp_path / "lora", options)
+    assert json.loads((done.out / LINEAGE_FILE).read_text())["options"]["lora"] is True
+    merged = _weights(done.out)
+    assert not any("lora" in k for k in merged)  # a plain model, the adapter merged in
+    assert _max_change(merged, _weights(STUDENT)) > 0
+    AutoModelForCausalLM.from_pretrained(done.out)
+
+
 def test_recipe_redi_starts_stage_two_from_stage_one(reference, tmp_path):
     from trainers.train import LINEAGE_FILE, run_recipe
 

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from trl.trainer.base_config import _BaseConfig
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
 
 @dataclass
-class REDIConfig(TrainingArguments):
-    """`TrainingArguments` with REDI's defaults and its two weights."""
+class REDIConfig(_BaseConfig):
+    """TRL's common trainer defaults (bf16 where it runs, gradient checkpointing,
+    logging every 10 steps) with REDI's own and its two weights."""
 
     learning_rate: float = field(default=1e-6, metadata={"help": "REDI: 1e-6"})
     num_train_epochs: float = field(default=1.0, metadata={"help": "REDI: one epoch"})
