@@ -1,6 +1,6 @@
 """REDI against TRL's DPO on the same pairs, model and batch: seconds per optimizer step and peak memory.
 
-    python bench/trainers.py                      # all three, 3 rounds, writes bench/out/trainers.json
+    python bench/trainers.py                      # all three, 5 rounds, writes bench/out/trainers.json
     python bench/trainers.py --trainer redi       # one, in this process (what the rounds run)
 
 Three trainers, each in a fresh process per round so that its peak RSS is its own:

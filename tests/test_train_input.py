@@ -82,19 +82,56 @@ def test_the_data_is_checked_before_the_fingerprint_is_taken(tmp_path):
     assert load_train_data(str(data), "redi").fingerprint != first  # a new export, a new print
 
 
-def test_a_hub_dataset_repo(monkeypatch):
-    """The Hub cannot be reached from here: `datasets.load_dataset` is replaced by a
-    stand-in that returns what the Hub would (the repo's `outcome` config)."""
-    import datasets
+def test_a_hub_dataset_repo(monkeypatch, tmp_path):
+    """The Hub cannot be reached from here: `snapshot_download` is replaced by a
+    stand-in that puts the repo's files where the real one would (a folder named
+    after the commit, in the export's layout)."""
+    import huggingface_hub
 
+    pushed = export(tmp_path / "pushed", "outcome", [PAIR, PAIR | {"rejected": PAIR["chosen"]}])
     asked = []
 
-    def hub(repo, config, split):
-        asked.append((repo, config, split))
-        return datasets.Dataset.from_list([PAIR, PAIR | {"rejected": PAIR["chosen"]}])
+    def snapshot_download(repo, repo_type, allow_patterns):
+        asked.append((repo, repo_type, allow_patterns))
+        snapshot = tmp_path / "cache" / "snapshots" / "0123abcd"
+        if not snapshot.exists():
+            snapshot.parent.mkdir(parents=True)
+            pushed.rename(snapshot)
+        return str(snapshot)
 
-    monkeypatch.setattr(datasets, "load_dataset", hub)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     rows = load_train_data("org/toy-pitfall", "redi")
-    assert asked == [("org/toy-pitfall", "outcome", "train")]
+    assert asked == [("org/toy-pitfall", "dataset", ["outcome/*"])]
     assert rows.dataset.num_rows == 1 and rows.dropped == {"chosen equals rejected": 1}
-    assert rows.fingerprint and rows.source == "org/toy-pitfall"
+    assert (rows.source, rows.revision) == ("org/toy-pitfall", "0123abcd")
+    local = export(tmp_path / "local", "outcome", [PAIR, PAIR | {"rejected": PAIR["chosen"]}])
+    assert rows.fingerprint == load_train_data(str(local), "redi").fingerprint  # same files
+    with pytest.raises(DataError, match="no 'step' config"):
+        load_train_data("org/toy-pitfall", "step-dpo")
+
+
+class _AddsBos:
+    """A tokenizer that puts BOS (id 1, text <s>) before what it encodes."""
+
+    bos_token, bos_token_id = "<s>", 1
+
+    def __call__(self, text):
+        return {"input_ids": [1, *range(2, 2 + len(text))]}
+
+
+def test_a_prompt_that_starts_with_bos_text_loses_it_when_the_tokenizer_adds_bos(tmp_path):
+    from trainers.data import without_doubled_bos
+
+    rows = [PAIR, PAIR | {"prompt": "Start with 2.\n"}]
+    data = load_train_data(str(export(tmp_path / "x", "outcome", rows)), "dpo")
+    without_doubled_bos(data, _AddsBos())
+    assert data.dataset["prompt"] == [
+        "<|user|>Start with 2. Add 3.\n<|assistant|>",
+        "Start with 2.\n",
+    ]
+    assert data.dataset["chosen"] == ["5", "5"]
+    kept = load_train_data(str(tmp_path / "x"), "dpo")
+    plain = _AddsBos()
+    plain.bos_token_id = 99  # adds something else first: the text stays
+    without_doubled_bos(kept, plain)
+    assert kept.dataset["prompt"][0] == PAIR["prompt"]

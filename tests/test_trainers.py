@@ -93,10 +93,16 @@ def test_redi_trainer_loss_on_the_model_one_forward_no_reference(tmp_path):
     lengths = batch["completion_mask"][:, 1:].sum(1).tolist()
     texts = [GOOD, GOOD_2, BAD, BAD_2]
     assert lengths == [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
-    calls = []
-    hook = model.register_forward_hook(
-        lambda m, a, kw, out: calls.append(kw["input_ids"].shape[0]), with_kwargs=True
-    )
+    from torch.nn.modules.module import register_module_forward_hook
+    from transformers import GenerationMixin
+
+    calls = []  # every language model's forward, the policy's or any other's
+
+    def seen(module, args, kwargs, output):
+        if isinstance(module, GenerationMixin):
+            calls.append(kwargs["input_ids"].shape[0])
+
+    hook = register_module_forward_hook(seen, with_kwargs=True)
     model.train()  # as in a training step (REDIConfig disables dropout)
     loss = trainer.compute_loss(model, batch)
     hook.remove()
@@ -280,6 +286,8 @@ def test_recipe_redi_starts_stage_two_from_stage_one(reference, tmp_path):
     second = json.loads((redi.out / LINEAGE_FILE).read_text())
     assert second["base_model"] == str(sft.out) and second["base_lineage"] == first
     assert first["data"]["config"] == "sft" and second["data"]["config"] == "outcome"
+    for record in (first, second):  # logged at the last step though logging_steps is 10
+        assert isinstance(record["loss"]["final"], float) and len(record["loss"]["per_epoch"]) == 1
     # stage 2 moved the stage-1 weights a little (lr 1e-6), stage 1 moved the base more (2e-5)
     base, one, two = _weights(STUDENT), _weights(sft.out), _weights(redi.out)
     assert 0 < _max_change(two, one) < _max_change(one, base) / 4

@@ -38,8 +38,9 @@ class TrainData:
     dataset: Dataset
     source: str  # the folder or repo id, as given
     config: str
-    fingerprint: str  # sha256 of the config's files (a folder), datasets' own fingerprint (a repo)
+    fingerprint: str  # sha256 of the config's files
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    revision: str | None = None  # a Hub repo's commit
 
 
 def load_train_data(source: str, kind: str) -> TrainData:
@@ -47,29 +48,20 @@ def load_train_data(source: str, kind: str) -> TrainData:
     from datasets import Dataset  # heavy: only when training
 
     config, columns = NEEDS[kind]
-    folder = Path(source)
-    if folder.is_dir():
-        files = sorted((folder / config).glob("*.parquet"))
-        if not files:
-            have = sorted(
-                p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet"))
-            )
-            raise DataError(
-                f"{source}: no {config!r} config for {kind} (has: {', '.join(have) or 'none'})"
-            )
-        # in memory, as the files are: nothing is written to the datasets cache
-        table = pa.concat_tables([pq.read_table(f) for f in files])
-        fingerprint = _sha256(files)
-    elif folder.exists() or source.startswith((".", "/")) or source.count("/") != 1:
-        raise DataError(f"{source}: not an export folder or a Hub dataset repo (org/name)")
-    else:  # a Hub dataset repo that `pitfall export --push` wrote
-        from datasets import load_dataset
-
-        try:
-            hub = load_dataset(source, config, split="train")
-        except Exception as exc:  # the Hub's errors are many; the message is what matters
-            raise DataError(f"{source}: cannot load config {config!r}: {exc}") from None
-        table, fingerprint = hub.with_format("arrow")[:], hub._fingerprint
+    folder, revision = Path(source), None
+    if not folder.is_dir():
+        if folder.exists() or source.startswith((".", "/")) or source.count("/") != 1:
+            raise DataError(f"{source}: not an export folder or a Hub dataset repo (org/name)")
+        folder, revision = _from_hub(source, config)
+    files = sorted((folder / config).glob("*.parquet"))
+    if not files:
+        have = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+        raise DataError(
+            f"{source}: no {config!r} config for {kind} (has: {', '.join(have) or 'none'})"
+        )
+    # in memory, as the files are: nothing is written to the datasets cache
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    fingerprint = _sha256(files)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise DataError(
@@ -86,7 +78,40 @@ def load_train_data(source: str, kind: str) -> TrainData:
         why = f" ({', '.join(f'{n} {r}' for r, n in dropped.items())})" if dropped else ""
         raise DataError(f"{source}: config {config!r} has no rows to train on{why}")
     dataset = Dataset(table)
-    return TrainData(dataset, source, config, fingerprint, dropped)
+    return TrainData(dataset, source, config, fingerprint, dropped, revision)
+
+
+def without_doubled_bos(data: TrainData, tokenizer) -> None:
+    """Exported prompts are rendered chat templates that may begin with the BOS
+    text; a tokenizer that adds BOS itself (as TRL's trainers let it) would then
+    start every sequence with two. The text's copy is dropped."""
+    from datasets import Dataset
+
+    bos, probe = tokenizer.bos_token, tokenizer("x")["input_ids"]
+    if not bos or not probe or probe[0] != tokenizer.bos_token_id:
+        return
+    table = data.dataset.data.table
+    prompts = table["prompt"]
+    starts = pc.fill_null(pc.starts_with(prompts, bos), False)
+    if pc.any(starts).as_py():
+        stripped = pc.if_else(starts, pc.utf8_slice_codeunits(prompts, len(bos)), prompts)
+        data.dataset = Dataset(
+            table.set_column(table.schema.get_field_index("prompt"), "prompt", stripped)
+        )
+
+
+def _from_hub(repo: str, config: str) -> tuple[Path, str]:
+    """The config's files of a Hub dataset repo that `pitfall export` pushed (the
+    same layout as the folder), downloaded to the cache, and the commit they are from."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo, repo_type="dataset", allow_patterns=[f"{config}/*"])
+    except Exception as exc:  # the Hub's errors are many; their first line says which
+        raise DataError(
+            f"{repo}: cannot download config {config!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    return Path(local), Path(local).name  # .../snapshots/<commit>
 
 
 def _sha256(files: list[Path]) -> str:

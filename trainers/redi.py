@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
 from trl.trainer.base_config import _BaseConfig
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
@@ -49,15 +49,16 @@ class REDIConfig(_BaseConfig):
 
 
 def tokenize_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
-    """prompt_ids / chosen_ids / rejected_ids, as TRL's DPO prepares plain-text pairs."""
+    """prompt_ids / chosen_ids / rejected_ids, as TRL's DPO prepares plain-text pairs
+    (the tokenizer adds its special tokens, as TRL lets it)."""
     eos = tokenizer.eos_token
 
     def one(row: dict) -> dict:
-        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(row["prompt"])["input_ids"]
         ids = {}
         for side in ("chosen", "rejected"):
             text = row[side] if row[side].endswith(eos) else row[side] + eos
-            ids[side] = tokenizer(row["prompt"] + text, add_special_tokens=False)["input_ids"]
+            ids[side] = tokenizer(row["prompt"] + text)["input_ids"]
         # the completion starts where the tokens stop agreeing (tokens may merge across the boundary)
         n = min(_common_prefix(prompt, ids["chosen"]), _common_prefix(prompt, ids["rejected"]))
         return {
@@ -109,13 +110,18 @@ class REDITrainer(Trainer):
         peft_config=None,
         **kwargs,
     ):
-        if args.disable_dropout:
-            disable_dropout_in_model(model)
+        set_seed(args.seed)  # before PEFT draws the adapter's initial weights, as TRL does
         add_fused_lm_head(model)  # before PEFT wraps it, as TRL does
         if peft_config is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+        if args.disable_dropout:  # after wrapping: the adapter's dropout too
+            disable_dropout_in_model(model)
+        pairs = tokenize_pairs(train_dataset, processing_class)
+        if args.max_length is not None and args.truncation_mode == "keep_start":
+            # a prompt that fills max_length leaves no completion token to score (TRL's DPO drops it too)
+            pairs = pairs.filter(lambda r: len(r["prompt_ids"]) < args.max_length)
         collator = DataCollatorForPreference(
             pad_token_id=processing_class.pad_token_id
             if processing_class.pad_token_id is not None
@@ -127,7 +133,7 @@ class REDITrainer(Trainer):
             model=model,
             args=args,
             data_collator=collator,
-            train_dataset=tokenize_pairs(train_dataset, processing_class),
+            train_dataset=pairs,
             processing_class=processing_class,
             **kwargs,
         )

@@ -15,6 +15,7 @@ versions, steps, seconds and the losses.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TrainSettings
-from trainers.data import NEEDS, DataError, TrainData, load_train_data
+from trainers.data import NEEDS, DataError, TrainData, load_train_data, without_doubled_bos
 
 KINDS = {
     "sft": "SFT on the sft config's prompt / completion, loss weighted by its DART weight",
@@ -65,28 +66,34 @@ def train(
     _check_model(model)
     rows = load_train_data(data, kind)  # before any model loads: bad data fails fast
     policy, tokenizer = _load(model)
+    without_doubled_bos(rows, tokenizer)
     args = _arguments(kind, options, out)
     trainer = _trainer(kind, policy, tokenizer, rows, args, options)
+    if left_out := rows.dataset.num_rows - len(trainer.train_dataset):
+        rows.dropped["prompt fills max_length"] = left_out  # no completion token would be left
     start = time.monotonic()
-    result = trainer.train()
-    seconds = time.monotonic() - start
-    if options.lora:
-        trainer.model = trainer.model.merge_and_unload()  # a folder from_pretrained loads as is
-    trainer.save_model(str(out))
+
+    def lineage() -> dict:
+        return _lineage(kind, model, rows, args, options, trainer, time.monotonic() - start)
+
+    for callback in _callbacks(lineage):
+        trainer.add_callback(callback)
+    trainer.train()
+    _save(trainer, tokenizer, out, model, options)
+    record = lineage()
     trained = Trained(
         kind,
         out,
-        trainer.state.global_step,
-        seconds,
-        _final_loss(trainer),
+        record["steps"],
+        record["seconds"],
+        record["loss"]["final"],
         rows.dropped,
         trainer.is_world_process_zero(),
     )
     if trained.main:
-        tokenizer.save_pretrained(out)
-        lineage = _lineage(trained, model, rows, args, options, trainer, result.training_loss)
-        (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, default=str) + "\n")
+        (out / LINEAGE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     trainer.accelerator.wait_for_everyone()  # a recipe's next stage loads this folder on every rank
+    _free(trainer)
     return trained
 
 
@@ -107,10 +114,12 @@ def run_recipe(
 
 
 def _check_model(model: str) -> None:
-    """A path that is not a folder fails here; an org/name is left to the Hub."""
+    """A path that is not a folder fails here; an org/name is left to the Hub,
+    unless its org is a local folder (ckpt/sft, mistyped)."""
     local = Path(model)
+    looks_local = model.startswith((".", "/")) or model.count("/") > 1
     if not local.is_dir() and (
-        local.exists() or model.startswith((".", "/")) or model.count("/") > 1
+        local.exists() or looks_local or (local.parent.name and local.parent.is_dir())
     ):
         raise TrainError(f"{model}: no such model folder")
 
@@ -121,7 +130,7 @@ def _load(model: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         policy = AutoModelForCausalLM.from_pretrained(model)
-    except OSError as exc:  # a folder without weights, an unknown or unreachable Hub id
+    except (OSError, ValueError) as exc:  # no weights, an unknown model type or Hub id
         raise TrainError(f"{model}: cannot load the model ({str(exc).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -212,31 +221,92 @@ def _lora(o: TrainSettings):
     )
 
 
-def _final_loss(trainer) -> float | None:
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return losses[-1] if losses else None
+def _callbacks(lineage) -> list:
+    from transformers import TrainerCallback  # heavy: not on the CLI's import path
+
+    class LogEnds(TrainerCallback):
+        """A loss logged at the end of every epoch and at the last step, so the
+        lineage's final and per-epoch losses exist whatever `logging_steps` is."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_log = True
+
+    class LineageOnSave(TrainerCallback):
+        """Intermediate checkpoints (`save_strategy`) carry the lineage so far."""
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                (folder / LINEAGE_FILE).write_text(json.dumps(lineage(), indent=2, default=str))
+
+    return [LogEnds(), LineageOnSave()]
 
 
-def _per_epoch_loss(trainer) -> list[float | None]:
-    """The mean of the losses logged during each epoch (None: none logged in it)."""
-    epochs = max(1, math.ceil(trainer.state.epoch or 0))
-    logged: list[list[float]] = [[] for _ in range(epochs)]
-    for e in trainer.state.log_history:
-        if "loss" in e and "epoch" in e:
-            logged[min(epochs - 1, max(0, math.ceil(e["epoch"]) - 1))].append(e["loss"])
-    return [sum(xs) / len(xs) if xs else None for xs in logged]
+def _save(trainer, tokenizer, out: Path, base: str, o: TrainSettings) -> None:
+    """The model and tokenizer as `from_pretrained` loads them. A LoRA adapter is
+    saved through the Trainer (which gathers it under DeepSpeed and FSDP) to
+    ``out/adapter``, then merged into a fresh copy of the base on one process."""
+    if not o.lora:
+        trainer.save_model(str(out))
+    else:
+        adapter = out / "adapter"
+        trainer.save_model(str(adapter))
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            fresh = AutoModelForCausalLM.from_pretrained(base)
+            PeftModel.from_pretrained(fresh, adapter).merge_and_unload().save_pretrained(out)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+
+
+def _free(trainer) -> None:
+    """TRL's fused LM head makes the model a reference cycle: free it now, not when
+    the collector gets round to it (a recipe's next stage needs the memory)."""
+    import torch
+
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _losses(log_history: list[dict]) -> dict:
+    """Final, mean and per-epoch training loss from the Trainer's log (the mean of
+    the losses logged in each epoch; `_LogEnds` logs at every epoch's end)."""
+    logged = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
+    mean = next((e["train_loss"] for e in log_history if "train_loss" in e), None)
+    epochs: dict[int, list[float]] = {}
+    for epoch, loss in logged:
+        epochs.setdefault(max(1, math.ceil(epoch)), []).append(loss)
+    return {
+        "final": logged[-1][1] if logged else None,
+        "mean": mean,
+        "per_epoch": [sum(v) / len(v) for _, v in sorted(epochs.items())],
+    }
 
 
 def _lineage(
-    trained: Trained, model: str, rows: TrainData, args, o: TrainSettings, trainer, mean_loss
+    kind: str, model: str, rows: TrainData, args, o: TrainSettings, trainer, seconds: float
 ) -> dict:
     parent = Path(model) / LINEAGE_FILE
     return {
-        "kind": trained.kind,
+        "kind": kind,
         "base_model": model,
+        "base_revision": getattr(trainer.model.config, "_commit_hash", None)
+        if trainer.model
+        else None,
         "base_lineage": json.loads(parent.read_text()) if parent.is_file() else None,
         "data": {
             "source": rows.source,
+            "revision": rows.revision,
             "config": rows.config,
             "fingerprint": rows.fingerprint,
             "rows": rows.dataset.num_rows,
@@ -246,14 +316,10 @@ def _lineage(
         "options": o.model_dump(mode="json"),
         "hyperparameters": args.to_dict(),
         "versions": _versions(),
-        "world_size": trainer.args.world_size,
-        "steps": trained.steps,
-        "seconds": round(trained.seconds, 3),
-        "loss": {
-            "final": trained.final_loss,
-            "mean": mean_loss,
-            "per_epoch": _per_epoch_loss(trainer),
-        },
+        "world_size": args.world_size,
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 3),
+        "loss": _losses(trainer.state.log_history),
     }
 
 

@@ -8,11 +8,13 @@ batch, or of the accumulated batches), so
 
 which is TRL's plain loss when every weight is 1 (the export's weights have
 mean 1, so the learning rate keeps its meaning). The loss covers the completion
-only. Packing would mix examples in one row, so it is not offered.
+only. Packing would mix examples in one row, so it is not offered; TRL's other
+losses (dft, label smoothing, MoE aux) are refused rather than silently dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -33,13 +35,16 @@ class WeightCollator(DataCollatorForLanguageModeling):
 
 
 class WeightedSFTTrainer(SFTTrainer):
-    def __init__(self, *args, processing_class=None, **kwargs):
-        tokenizer = processing_class
-        pad = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        )
-        kwargs.setdefault("data_collator", WeightCollator(pad_token_id=pad))
-        super().__init__(*args, processing_class=processing_class, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # TRL's own collator (its pad token and padding settings), carrying the weights too
+        plain = self.data_collator
+        if type(plain) is DataCollatorForLanguageModeling:
+            self.data_collator = WeightCollator(
+                **{f.name: getattr(plain, f.name) for f in fields(plain)}
+            )
+        if self.args.loss_type != "nll" or self.label_smoother is not None or self.aux_loss_enabled:
+            raise ValueError("weighted SFT takes TRL's plain nll loss only")
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -58,4 +63,13 @@ class WeightedSFTTrainer(SFTTrainer):
         loss = per_token_loss.sum() / torch.as_tensor(num_tokens).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        # TRL's token metrics, as its own loss path logs them
+        mode = "train" if self.model.training else "eval"
+        gather = self.accelerator.gather_for_metrics
+        valid = gather(outputs.label_mask.sum()).sum()
+        if valid > 0:
+            entropy = gather(outputs.entropy.detach().sum()).sum()
+            correct = gather(outputs.is_top1.sum()).sum()
+            self._metrics[mode]["entropy"].append((entropy / valid).item())
+            self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item())
         return (loss, outputs) if return_outputs else loss

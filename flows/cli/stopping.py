@@ -30,9 +30,42 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _stop(signum: int, frame) -> None:
-    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Stopped(signum)
+class _Delivery:
+    """One command's stops: which were dropped, whether one has landed since, and
+    the timers that re-send them."""
+
+    def __init__(self):
+        self.dropped: int | None = None
+        self.landed = threading.Event()
+        self.timers: list[threading.Timer] = []
+
+    def stop(self, signum: int, frame) -> None:
+        """The SIGTERM handler."""
+        self.landed.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise Stopped(signum)
+
+    def dropped_in_callback(self, signum: int) -> None:
+        self.dropped = signum
+        self.landed.clear()
+        # our handler steps aside after its first call; a dropped stop has not been
+        # handled, so it is armed again (Prefect's handler stays installed)
+        main = threading.current_thread() is threading.main_thread()  # where handlers are set
+        if main and signum == signal.SIGTERM and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, self.stop)
+        # from another thread, once the callback that dropped it has returned
+        timer = threading.Timer(0.05, self._resend, (signum,))
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def _resend(self, signum: int) -> None:
+        if not self.landed.is_set():  # one that landed meanwhile is being handled
+            os.kill(os.getpid(), signum)
+
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
 
 
 def _dropped_signal(exc: BaseException) -> int | None:
@@ -46,23 +79,15 @@ def _dropped_signal(exc: BaseException) -> int | None:
     return None
 
 
-def _resend(signum: int) -> None:
-    # our handler steps aside after its first call; a dropped stop has not been
-    # handled, so it is armed again (Prefect's handler stays installed)
-    main = threading.current_thread() is threading.main_thread()  # where handlers are set
-    if main and signum == signal.SIGTERM and signal.getsignal(signum) is signal.SIG_DFL:
-        signal.signal(signum, _stop)
-    # from another thread, once the callback that dropped it has returned
-    threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-
-
 @contextlib.contextmanager
 def stops_delivered() -> Iterator[None]:
     """Around a command (main thread): SIGTERM raises `Stopped`, and a stop that
-    Python dropped in a callback is sent again."""
+    Python dropped in a callback is sent again; one still not delivered when the
+    command ends is raised there."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread receives signals
         return
+    delivery = _Delivery()
     previous_hook = sys.unraisablehook
 
     def hook(unraisable) -> None:
@@ -70,12 +95,25 @@ def stops_delivered() -> Iterator[None]:
         if signum is None:
             previous_hook(unraisable)
         else:
-            _resend(signum)
+            delivery.dropped_in_callback(signum)
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, delivery.stop)
     sys.unraisablehook = hook
     try:
-        yield
+        try:
+            yield
+        except BaseException:
+            delivery.landed.set()  # whatever ends the command, it ends now
+            raise
+        if delivery.dropped is not None and not delivery.landed.is_set():
+            # dropped, then the command finished before the copy landed: it was still asked to stop
+            delivery.landed.set()
+            raise (
+                Stopped(delivery.dropped)
+                if delivery.dropped != signal.SIGINT
+                else KeyboardInterrupt
+            )
     finally:
+        delivery.cancel()
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)

@@ -59,6 +59,8 @@ def train(
         bool | None, typer.Option("--lora/--no-lora", help="peft LoRA.", show_default=False)
     ] = None,
     lora_r: Annotated[int | None, typer.Option()] = None,
+    lora_alpha: Annotated[int | None, typer.Option()] = None,
+    lora_dropout: Annotated[float | None, typer.Option()] = None,
     report_to: Annotated[
         list[str] | None, typer.Option(help="none | wandb | tensorboard (repeatable).")
     ] = None,
