@@ -33,11 +33,11 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from math import comb
 
 import polars as pl
 
 from pipeline.config import LocalizeSettings, NegativesSettings, SegmentSettings
+from pipeline.passk import pass_at_k
 from pipeline.rows import PAIR_SCHEMA, pair_row
 from pipeline.segment import budget_share, first_step
 
@@ -183,7 +183,7 @@ def best_of(k: int, n_correct: int, K: int) -> float:
     successes: the unbiased pass@K estimator when k >= K, else the plug-in
     1 - (1 - c/k)^K."""
     if k >= K:
-        return 1.0 - comb(k - n_correct, K) / comb(k, K)
+        return float(pass_at_k(k, n_correct, K))
     return 1.0 - (1.0 - n_correct / k) ** K
 
 
