@@ -292,6 +292,30 @@ class TrainSettings(Section):
     report_to: list[str] = Field(["none"], description="none, wandb, tensorboard, ...")
 
 
+class EvalSettings(Section):
+    """`pitfall eval`: pass@k of a model on a problem set, sampled through the
+    teacher's backend and its engine settings, verified like every trace."""
+
+    problems: str = Field(
+        "data/toy/test.jsonl", description="a problem file, or a source already in the store"
+    )
+    level_column: str = Field("level", description="the problems' difficulty column, if any")
+    n: int = Field(8, gt=0, description="samples per problem; pass@1 is their mean")
+    k: list[int] = Field([1, 4, 8], description="pass@k reported for each k <= n")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, gt=0)
+    seed: int = 0
+    template: Literal["chat", "boxed", "raw"] = "chat"
+
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, k: list[int]) -> list[int]:
+        if not k or any(v < 1 for v in k):
+            raise ValueError("k values must be positive integers")
+        return sorted(set(k))
+
+
 # the stages a run can take, in order (pipeline/stages/ has one module each);
 # verify runs inside sample, and on its own when sample is not chosen
 STAGES = (
@@ -359,6 +383,7 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     export: ExportSettings = ExportSettings()
     train: TrainSettings = TrainSettings()
+    eval: EvalSettings = EvalSettings()
 
     @classmethod
     def settings_customise_sources(

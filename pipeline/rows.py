@@ -384,6 +384,63 @@ def selection_key(recipe: str, trace_id: str) -> str:
     return content_key("sft_selection", recipe, trace_id)
 
 
+# --------------------------------------------------------------------- evals
+# pitfall eval's own tables: no curation query reads them.
+
+EVAL_SCHEMA = {
+    "eval_id": pl.String,
+    "model": pl.String,
+    "model_hash": pl.String,
+    "lineage": pl.String,
+    "params_id": pl.String,
+    "params": pl.String,
+}
+EVAL_PROBLEM_SCHEMA = {
+    "eval_problem_id": pl.String,
+    "problem_set": pl.String,
+    "problem_id": pl.String,
+    "problem": pl.String,
+    "answer": pl.String,
+    "level": pl.String,
+}
+EVAL_SAMPLE_SCHEMA = {
+    "sample_id": pl.String,
+    "eval_id": pl.String,
+    "problem_id": pl.String,
+    "sample_index": pl.Int32,
+    "completion": pl.String,
+    "finish_reason": pl.String,
+    "completion_tokens": pl.Int32,
+    "verifier": pl.String,
+    "status": pl.String,
+    "extracted": pl.String,
+}
+
+
+def eval_key(model_hash: str, params: dict) -> str:
+    """An evaluation set-up: the model as its files were, and how it was sampled."""
+    return content_key("eval", model_hash, params)
+
+
+def eval_row(model: str, model_hash: str, lineage: dict | None, params: dict) -> dict[str, Any]:
+    return {
+        "eval_id": eval_key(model_hash, params),
+        "model": model,
+        "model_hash": model_hash,
+        "lineage": json.dumps(lineage) if lineage is not None else None,
+        "params_id": params_key(params),
+        "params": json.dumps(params),
+    }
+
+
+def eval_problem_key(problem_set: str, problem_id: str) -> str:
+    return content_key("eval_problem", problem_set, problem_id)
+
+
+def eval_sample_key(eval_id: str, problem_id: str, sample_index: int) -> str:
+    return content_key("eval_sample", eval_id, problem_id, sample_index)
+
+
 # the tables above, by name
 SCHEMAS = {
     "problems": PROBLEM_SCHEMA,
@@ -397,4 +454,7 @@ SCHEMAS = {
     "step_values": STEP_VALUE_SCHEMA,
     "pairs": PAIR_SCHEMA,
     "sft_selection": SELECTION_SCHEMA,
+    "evals": EVAL_SCHEMA,
+    "eval_problems": EVAL_PROBLEM_SCHEMA,
+    "eval_samples": EVAL_SAMPLE_SCHEMA,
 }

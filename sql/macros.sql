@@ -12,3 +12,15 @@ CREATE OR REPLACE MACRO trace_outcomes(v) AS TABLE
     FROM verdicts
     WHERE verifier = v OR verifier LIKE 'imported:%'
     GROUP BY trace_id;
+
+-- pass@k of one problem with n samples of which c are correct: the unbiased
+-- estimator of Chen et al. (2021), 1 - C(n-c, k)/C(n, k), as the product
+-- 1 - prod_{i=n-c+1..n} (1 - k/i). NULL where it is undefined (k > n).
+-- pipeline/passk.py computes the same in exact fractions (a test compares).
+CREATE OR REPLACE MACRO pass_at_k(n, c, k) AS
+    CASE WHEN k < 1 OR k > n OR c < 0 OR c > n THEN NULL
+         WHEN n - c < k THEN 1.0
+         WHEN c = 0 THEN 0.0
+         ELSE 1.0 - list_reduce(list_transform(range(n - c + 1, n + 1), lambda i: 1.0 - k / i),
+                                lambda a, b: a * b)
+    END;

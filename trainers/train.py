@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TrainSettings
+from pipeline.evaluation import LINEAGE_FILE  # pitfall eval reads it
 from trainers.data import NEEDS, DataError, TrainData, load_train_data, without_doubled_bos
 
 KINDS = {
@@ -36,7 +37,6 @@ KINDS = {
     "redi": "REDI's reference-free loss on the outcome config (run it from an SFT checkpoint)",
 }
 RECIPES = {"redi": ("sft", "redi")}  # REDI: stage 1 SFT on the positives, stage 2 REDI
-LINEAGE_FILE = "pitfall_train.json"
 LIBRARIES = ("pitfall", "torch", "transformers", "trl", "accelerate", "datasets", "peft")
 
 

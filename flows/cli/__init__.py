@@ -9,6 +9,7 @@ the order `pitfall --help` lists them.
 - ``run``: run, report, deploy (the curate flow)
 - ``query``: sql, stats
 - ``train``: train (offline fine-tunes on an export, trainers/)
+- ``evaluation``: eval (pass@k of a model, kept apart from curation)
 
 Commands only parse flags, open the store, run stages (``pipeline/stages/``)
 and print their results.
@@ -16,10 +17,10 @@ and print their results.
 
 from __future__ import annotations
 
-from flows.cli import curation, data, query, run, sampling, train
+from flows.cli import curation, data, evaluation, query, run, sampling, train
 from flows.cli.common import app
 
-for group in (data, sampling, curation, run, query, train):
+for group in (data, sampling, curation, run, query, train, evaluation):
     for name, command in group.COMMANDS.items():
         app.command(name)(command)
 
