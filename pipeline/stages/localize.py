@@ -232,6 +232,28 @@ def prm(ctx: StageContext, method: str) -> StageResult:
     return _result(method, frame.height, labels)
 
 
+def exact(ctx: StageContext, method: str) -> StageResult:
+    """Ground truth from the problem family's step checker (pipeline/localize/exact.py)."""
+    from pipeline.localize.exact import checker_for, first_error
+
+    frame = targets(ctx, method, need_gold=False)
+    rows, labels, unchecked = [], [], 0
+    for r in frame.iter_rows(named=True):
+        checker = checker_for(r["problem"])
+        if checker is None:
+            unchecked += 1
+            continue
+        label = first_error(checker, r["problem"], r["completion"], list(r["starts"]))
+        labels.append(label)
+        rows.append(first_error_row(r["trace_id"], method, label, 0, 0, {}))
+    if rows:
+        ctx.store.insert_new("first_errors", first_error_frame(rows))
+    result = _result(method, frame.height, labels)
+    if unchecked:
+        result.skipped["no step checker for the problem"] = unchecked
+    return result
+
+
 def consensus(ctx: StageContext, method: str) -> StageResult:
     """Keep a label only where the two configured methods agree (both determined)."""
     first, second = ctx.settings.localize.consensus
@@ -273,6 +295,11 @@ METHODS: dict[str, Method] = {
     "judge": Method(judge, "an LLM critic, ProcessBench prompt, majority of judge_n"),
     "annotated": Method(annotated, "labels imported with `import-traces --label-col`"),
     "consensus": Method(consensus, "a label where the two [localize] consensus methods agree"),
+    "exact": Method(
+        exact,
+        "ground truth from the problem family's step checker (the toy world has one); "
+        "problems without a checker are skipped and counted",
+    ),
 }
 assert set(SEARCHES) <= set(METHODS)
 

@@ -51,3 +51,17 @@ def first_error(problem: Problem | str, solution: str) -> int:
     if boxed is None or boxed.strip() != str(problem.answer):
         return n
     return -1
+
+
+def paragraph_starts(text: str) -> list[int]:
+    """Where each of :func:`split_steps`' paragraphs begins in ``text`` (its first
+    non-blank character), so a paragraph index can be mapped to a character."""
+    starts, pos = [], 0
+    for m in [*_PARAGRAPH.finditer(text), None]:
+        end = m.start() if m else len(text)
+        chunk = text[pos:end]
+        if chunk.strip():
+            starts.append(pos + len(chunk) - len(chunk.lstrip()))
+        if m:
+            pos = m.end()
+    return starts
