@@ -110,6 +110,10 @@ class StageContext:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self.settings.run.ray:  # a Ray instance this run started stops with it
+            from pipeline.ray_exec import disconnect
+
+            disconnect()
 
     def __enter__(self) -> StageContext:
         return self
