@@ -4,8 +4,6 @@ stuck in C code is a timeout, not a hang."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pipeline.answer_check import Check
@@ -39,8 +37,9 @@ def test_a_busy_machine_changes_no_verdict_on_ray(pool):
 
 
 def test_a_check_stuck_in_c_code_is_a_timeout_on_ray(pool):
-    t0 = time.monotonic()
     tower, after = pool.run([Check("2", TOWER), Check("3", "3")])
     assert tower.status == "timeout", tower
+    # its CPU budget ended it (SIGPROF or the kernel's CPU limit), not the wall-clock
+    # stall limit, which is minutes long and would say "stalled"
+    assert "stalled" not in (tower.detail or ""), tower
     assert after.status == "correct"
-    assert time.monotonic() - t0 < 120  # the CPU limit, not the stall limit, ended it
