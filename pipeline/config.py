@@ -334,7 +334,9 @@ class RunSettings(Section):
     """What `pitfall run` does: the curate flow over these inputs and stages."""
 
     inputs: list[str] = Field(
-        ["data/toy/test.jsonl"], description="problem files ingested at the start of every run"
+        ["data/toy/curate.jsonl"],
+        description="problem files ingested at the start of every run"
+        " (default: 300 toy train problems; the test split is left to pitfall eval)",
     )
     preset: str | None = Field(None, description="column preset for the inputs (math, gsm8k, ...)")
     stages: list[Literal[STAGES]] = [s for s in STAGES if s != "verify"]  # type: ignore[valid-type]

@@ -4,7 +4,9 @@ import random
 
 import pytest
 
+from pipeline.config import Settings
 from pipeline.toy.checker import first_error, split_steps
+from pipeline.toy.problem_sets import parts
 from pipeline.toy.task import (
     LEVELS,
     Level,
@@ -97,6 +99,13 @@ def test_right_answer_with_a_wrong_step_is_still_flagged():
     assert first_error(PROBLEM, text) == 0
 
 
+def test_the_default_run_curates_from_train_and_evaluation_uses_test():
+    """The test split stays clean for `pitfall eval`: nothing the default run
+    curates (and so nothing trained on its export) comes from it."""
+    assert Settings().run.inputs == ["data/toy/curate.jsonl"]
+    assert Settings().eval.problems == "data/toy/test.jsonl"
+
+
 def test_shipped_problem_sets_are_disjoint_checkable_and_ingestible(pitfall, store_path):
     import json
 
@@ -108,9 +117,12 @@ def test_shipped_problem_sets_are_disjoint_checkable_and_ingestible(pitfall, sto
             json.loads(line)
             for line in (REPO / "data" / "toy" / f"{name}.jsonl").read_text().splitlines()
         ]
-        for name in ("train", "test")
+        for name in ("train", "test", "curate", "val")
     }
     assert not {r["problem"] for r in sets["train"]} & {r["problem"] for r in sets["test"]}
+    # curate.jsonl (the default run's input) and val.jsonl (tuning) are disjoint parts of train
+    assert sets["curate"] == parts(sets["train"])[0] and sets["val"] == parts(sets["train"])[1]
+    assert not {r["problem"] for r in sets["curate"]} & {r["problem"] for r in sets["val"]}
     for rows in sets.values():
         assert {r["level"] for r in rows} == {lv.name for lv in LEVELS}
         for r in rows:
