@@ -3,7 +3,9 @@ then loaded by TRL's DPOTrainer and SFTTrainer (one real optimisation step each)
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -370,6 +372,23 @@ def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
     assert sorted(step["rejected"]) == ["Add 3: 2 + 3 = 6.", "Multiply by 2: 5 * 2 = 12."]
     stepwise = load_dataset(str(curated.export.dir), "stepwise", split="train")
     assert stepwise[0]["labels"] == [True, False, False]
+    card = (curated.export.dir / "README.md").read_text()
+    for config in written:  # each file's fingerprint, as a reader can check it
+        path = curated.export.dir / config / "train-00000-of-00001.parquet"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in card, config
+    with Store.reader(curated.store.path) as store:
+        run_ids = store.query("SELECT run_id FROM runs WHERE command <> 'neg'")["run_id"]
+    for fact in (
+        "| `m` | `not recorded` | sampled | 5 | 0 |",  # the traces' model, params, count, tokens
+        f"verifier: {VERIFIER}",
+        "first errors (step, first_pit, stepwise): mc-binary, 2 found",
+        "DART sampling: strategy = uniform, n_max = 64, round_size = 8, k_u = 4",
+        "SFT selection: all/none",
+        "pitfall version: 0.1.0",
+        "`pitfall train step-dpo --data DIR --model SFT_CHECKPOINT`",
+        *(f"| `{r}` | curate | " for r in run_ids),  # the run that wrote the rows
+    ):
+        assert fact in card, fact
 
     class FakeHub:
         def __init__(self):
@@ -388,6 +407,89 @@ def test_export_loads_with_datasets_and_pushes(curated, tmp_path):
         ("create", "org/toy-pitfall", "dataset"),
         ("upload", "org/toy-pitfall", str(curated.export.dir)),
     ]
+
+
+def test_an_export_whose_sft_recipe_was_never_computed_says_so(curated, tmp_path):
+    curated.export.dir = tmp_path / "export"
+    with Store.writer(curated.store.path, command="neg") as store:
+        reweight(store, curated)  # the default recipe, all/none
+        curated.reweight.select = "first"  # what `reweight --select first` alone leaves unset
+        result = export_stage.run(StageContext(store, curated))
+    assert "sft" not in result.detail["configs"]
+    assert list(result.skipped) == [
+        "no sft rows for recipe first/none: pitfall reweight computes it from [reweight]"
+    ]
+
+
+def test_push_reads_the_token_from_the_environment_only(curated, tmp_path, monkeypatch, caplog):
+    """`pitfall export --push`: the Hub's network endpoint cannot be reached here, so
+    huggingface_hub.HfApi is replaced by a stand-in that records what it was given.
+    The token reaches it, and nothing else: not the card, the files, the store or the logs."""
+    import huggingface_hub
+
+    from tests.conftest import Pitfall
+
+    secret = "hf_pitfallTestToken0123456789"
+    seen = {}
+
+    class FakeHub:
+        def __init__(self, token=None):
+            seen["token"] = token
+
+        def create_repo(self, repo, **kw):
+            seen["repo"] = repo
+
+        def upload_folder(self, **kw):
+            seen["files"] = sorted(p.name for p in Path(kw["folder_path"]).rglob("*"))
+            return "https://huggingface.co/datasets/org/toy/commit/1"
+
+    with Store.writer(curated.store.path, command="neg") as store:
+        build_negatives(store, curated, ["outcome", "step"])
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("PITFALL_EXPORT__HUB_REPO", "org/toy")
+    out_dir = tmp_path / "export"
+    result = Pitfall(curated.store.path)("export", "--dir", out_dir, "--push")
+    assert seen["token"] == secret and seen["repo"] == "org/toy" and "README.md" in seen["files"]
+    assert "pushed: https://huggingface.co/datasets/org/toy/commit/1" in result.output
+    assert secret not in result.output and secret not in caplog.text
+    for path in [*out_dir.rglob("*"), curated.store.path]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow  # loads TRL and the toy student in each case
+@pytest.mark.parametrize(
+    ("config", "trainer"),
+    [("sft", "sft"), ("outcome", "dpo"), ("step", "dpo"), ("first_pit", "dpo")],
+)
+def test_each_exported_config_passes_its_trl_trainers_dataset_preparation(
+    curated, tmp_path, config, trainer
+):
+    """What the card says trains on a config does take it: the TRL trainer
+    tokenizes every row of it on the toy student (no step is taken)."""
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    curated.export.dir = tmp_path / "export"
+    with Store.writer(curated.store.path, command="neg") as store:
+        build_negatives(store, curated, ["outcome", "step", "first-pit"])
+        reweight(store, curated)
+        export_stage.run(StageContext(store, curated))
+    rows = load_dataset(str(curated.export.dir), config, split="train")
+    common = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    tok = AutoTokenizer.from_pretrained(STUDENT)
+    if trainer == "sft":
+        t = SFTTrainer(model=str(STUDENT), args=SFTConfig(**common), train_dataset=rows,
+                       processing_class=tok)  # fmt: skip
+    else:
+        t = DPOTrainer(model=str(STUDENT), args=DPOConfig(**common), train_dataset=rows,
+                       processing_class=tok)  # fmt: skip
+    prepared = t.train_dataset
+    assert prepared.num_rows == rows.num_rows > 0
+    ids = "input_ids" if trainer == "sft" else "prompt_ids"
+    assert ids in prepared.column_names and all(len(x) > 0 for x in prepared[ids])
 
 
 def test_a_probed_full_trace_keeps_its_value_instead_of_zero():

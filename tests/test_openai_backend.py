@@ -518,7 +518,18 @@ def test_deployment_parameters_are_redacted_and_the_flow_gets_the_real_url(tmp_p
 
 
 def test_the_dataset_card_shows_no_credentials():
-    from pipeline.export import dataset_card
+    from pipeline.export import Provenance, dataset_card
 
-    card = dataset_card([], {"teacher": f"http://{USERINFO}models.example/teacher"})
+    teacher = {"model": f"http://{USERINFO}models.example/teacher", "params": "{}"}
+    loc = {"method": "mc-binary", "traces": 0, "first_errors": 0, "rollouts": 0}
+    provenance = Provenance(
+        teachers=[teacher | {"origin": "sampled", "traces": 1, "tokens": 1}],
+        verifier="v",
+        localization=loc | {"rollout_tokens": 0},
+        dart={},
+        sft_recipe="all/none",
+        runs=[],
+        version="0",
+    )
+    card = dataset_card([], provenance)
     assert SECRET not in card and "http://***@models.example/teacher" in card

@@ -209,6 +209,8 @@ def export(
     ):
         table.add_row(config, f"{rows:,}", path)
     out.print(table)
+    for reason in result.skipped:
+        out.print(f"  {reason}", highlight=False, markup=False)
     if push:
         try:
             out.print(f"pushed: {export_stage.push_to_hub(settings)}")
