@@ -32,8 +32,13 @@ def schema_sql() -> str:
 
 
 def macros_sql() -> str:
-    """``sql/macros.sql``: the table macros, created or replaced on every writer open."""
+    """``sql/macros.sql``: the macros, created or replaced on every writer open."""
     return (sql_dir() / "macros.sql").read_text(encoding="utf-8")
+
+
+def eval_macros_sql() -> str:
+    """``sql/eval_macros.sql``: the macros over the eval tables, likewise where they exist."""
+    return (sql_dir() / "eval_macros.sql").read_text(encoding="utf-8")
 
 
 def _expand(text: str) -> str:

@@ -49,6 +49,7 @@ from pipeline.config import StoreSettings
 from pipeline.sqlfiles import (
     Migration,
     canned_queries,
+    eval_macros_sql,
     macros_sql,
     migrations,
     schema_sql,
@@ -553,3 +554,8 @@ def _migrate(con: duckdb.DuckDBPyConnection, pending: list[Migration]) -> None:
                 "INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name]
             )
     con.execute(macros_sql())
+    has_evals = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'eval_samples'"
+    ).fetchone()[0]
+    if has_evals:  # an older pitfall's migrations stop before them
+        con.execute(eval_macros_sql())

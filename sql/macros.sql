@@ -24,3 +24,4 @@ CREATE OR REPLACE MACRO pass_at_k(n, c, k) AS
          ELSE 1.0 - list_reduce(list_transform(range(n - c + 1, n + 1), lambda i: 1.0 - k / i),
                                 lambda a, b: a * b)
     END;
+

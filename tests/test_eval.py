@@ -99,6 +99,35 @@ def test_pass_at_k_is_null_where_a_problem_has_fewer_samples(store_path):
         assert row["pass@8"] is None  # not a mean over the one problem that has 8
 
 
+def test_an_evaluation_counts_under_a_set_only_over_that_sets_problems(store_path):
+    """Model a sampled problems P0 and P1 of "set"; "wider" holds them and one more,
+    "narrow" only P0. Under narrow, a's figures are P0's; under wider, pass@k is
+    blank (P2 has no sample), never the mean over the two it happens to have."""
+    with Store.writer(store_path, command="test") as store:
+        _fill(store, {"a": [("x", 4, 4), ("x", 4, 0)]})
+        extra = [("wider", "P0"), ("wider", "P1"), ("wider", "P2"), ("narrow", "P0")]
+        store.insert_new(
+            "eval_problems",
+            pl.DataFrame(
+                [
+                    {"eval_problem_id": eval_problem_key(s, p), "problem_set": s,
+                     "problem_id": p, "problem": p, "answer": "1", "level": "x"}
+                    for s, p in extra
+                ],
+                schema=EVAL_PROBLEM_SCHEMA,
+            ),
+        )  # fmt: skip
+        python = pass_at_k_table(
+            store.stage("eval_counts", {"sets": ["set", "wider", "narrow"]}), [1, 4]
+        )
+        sql = store.canned("eval_pass_at_k")
+    for table in (python, sql):
+        overall = {r["problem_set"]: r for r in table.filter(pl.col("level") == "all").to_dicts()}
+        assert overall["set"]["pass@1"] == pytest.approx(0.5)
+        assert overall["narrow"]["problems"] == 1 and overall["narrow"]["pass@1"] == 1.0
+        assert overall["wider"]["problems"] == 3 and overall["wider"]["pass@1"] is None
+
+
 def test_a_model_is_its_files_not_its_path(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(STUDENT, a)

@@ -44,7 +44,7 @@ def test_new_store_has_every_design_table_with_a_primary_key(store_path):
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
             "WHERE constraint_type = 'PRIMARY KEY'"
         )
-        assert store.schema_version() == 8
+        assert store.schema_version() == 9
     tables = set(keys["table_name"])
     assert tables >= DESIGN_TABLES
     assert all(len(cols) == 1 for cols in keys["constraint_column_names"])
@@ -200,6 +200,7 @@ def test_older_store_upgrades_without_loss(store_path):
             (6, "frozen_difficulty"),
             (7, "rebuild_rollout_labels"),
             (8, "evals"),
+            (9, "eval_problem_counts"),
             (90, "problem_tags"),
         ]
 
@@ -213,7 +214,7 @@ def test_failed_migration_leaves_the_store_as_it_was(store_path):
     with pytest.raises(duckdb.Error):
         Store.writer(store_path, command="v2", extra_migrations=[broken])
     with Store.writer(store_path, command="after") as store:
-        assert store.schema_version() == 8
+        assert store.schema_version() == 9
         cols = store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'problems'")
         assert "x" not in cols["column_name"].to_list()
 
@@ -271,7 +272,7 @@ def test_an_older_store_loses_the_derived_rows_made_the_wrong_way(store_path, mo
         )
     monkeypatch.undo()
     with Store.writer(store_path, command="v7") as s:
-        assert s.schema_version() == 8
+        assert s.schema_version() == 9
         kept = s.query("SELECT trace_id, method FROM first_errors ORDER BY 1, 2").rows()
         assert kept == [("T", "annotated"), ("W", "judge")]
         assert s.query("SELECT count(*) FROM step_values").item() == 0

@@ -1,12 +1,6 @@
 -- pass@1, pass@4 and pass@8 (Chen et al.'s unbiased estimator) with their standard errors over problems, per evaluated model, problem set and level ('all': the whole set); null where a problem has fewer than k samples. Same figures as `pitfall eval --compare`.
 WITH per_problem AS (
-    SELECT e.eval_id, e.model, ep.problem_set, ep.level, ep.problem_id,
-           count(*)                                     AS n,
-           count(*) FILTER (WHERE s.status = 'correct') AS c
-    FROM eval_samples s
-    JOIN evals e USING (eval_id)
-    JOIN eval_problems ep USING (problem_id)
-    GROUP BY ALL
+    SELECT * FROM eval_problem_counts((SELECT list(DISTINCT problem_set) FROM eval_problems))
 ),
 leveled AS (
     SELECT * FROM per_problem WHERE level IS NOT NULL

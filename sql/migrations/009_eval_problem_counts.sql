@@ -1,0 +1,3 @@
+-- The eval_problem_counts macro (an evaluation counted under a problem set
+-- only over that set's problems); its definition lives in sql/eval_macros.sql.
+-- @include eval_macros.sql
