@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench clean browser
 
 # The registry's torchvision/torchaudio/torchcodec builds do not match the CPU
 # torch wheel and break vLLM's import, so they are removed after install.
@@ -27,7 +27,15 @@ comma := ,
 run: $(VENV)/.installed-run
 	$(BIN)/pitfall run
 
-test: $(VENV)/.installed-dev
+# The HTML report's test opens it in headless Chromium: Debian's package, driven by
+# playwright (dev extra) without playwright's own browser download. Where it cannot
+# be installed the test skips and says why.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1) \
+	  || echo "chromium could not be installed: the report's browser test will skip"
+
+test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

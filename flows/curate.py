@@ -12,10 +12,12 @@ first use, so a run with nothing new to sample or roll out loads none.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Failed
 
 from pipeline.config import flow_settings, redacted_settings
+from pipeline.report import summary_markdown
 from pipeline.sampling import ServerUnavailable
 from pipeline.stages import StageContext, StageResult, plan, run_stage
 from pipeline.stages.base import Progress
@@ -25,6 +27,7 @@ from pipeline.totals import store_report
 # Progress bars are the caller's (the CLI's); a callable is not a flow parameter
 # Prefect could record, so the CLI hands it over here before starting the flow.
 progress_bars: Progress | None = None
+ARTIFACT_KEY = "pitfall-run-summary"
 
 
 def _worth_a_retry(task, task_run, state) -> bool:
@@ -91,4 +94,10 @@ def curate(config: str | None = None, overrides: dict | None = None) -> dict:
             "export_dir": str(cfg.export.dir),
         }
         store.close("ok", {"stages": summary["stages"], "report": report})
+    # shown on the flow run's page in the Prefect UI
+    create_markdown_artifact(
+        markdown=summary_markdown(summary["stages"], report, pairs),
+        key=ARTIFACT_KEY,
+        description=f"pitfall run {store.run_id}: stages and store totals",
+    )
     return summary

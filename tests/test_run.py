@@ -74,6 +74,28 @@ def test_run_completes_every_stage_and_prints_the_summary(reference):
         assert n == outcomes.get(status, 0), status
 
 
+def test_each_run_publishes_its_summary_as_a_prefect_artifact(reference):
+    """What the UI shows on a flow run's page, read from the Prefect server's own
+    database (the runs used the tests' PREFECT_HOME): one artifact per run."""
+    import sqlite3
+
+    from flows.curate import ARTIFACT_KEY
+    from tests.conftest import PREFECT_HOME
+
+    with Store.reader(reference["store"]) as store:
+        run_ids = store.query("SELECT run_id FROM runs WHERE command = 'run'")["run_id"]
+    db = sqlite3.connect(Path(PREFECT_HOME) / "prefect.db")
+    rows = db.execute(
+        "SELECT description, data FROM artifact WHERE key = ?", (ARTIFACT_KEY,)
+    ).fetchall()
+    # the description reads "pitfall run RUN_ID: ..."
+    ours = {d.split()[2].rstrip(":"): data for d, data in rows}
+    assert set(run_ids) <= set(ours)
+    for run_id in run_ids:
+        for words in ("| sample |", "| localize |", "| problems | 6 |", "| pairs: step |"):
+            assert words in ours[run_id], (run_id, words)
+
+
 def test_second_run_on_unchanged_input_does_nothing_new(reference):
     s = reference["second"]
     assert stage(s, "ingest")["rows_out"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +29,7 @@ from flows.prefect_api import PrefectUnavailable, prefect_api
 from pipeline.config import STAGES, Settings, redacted_settings, secret_env
 from pipeline.procs import scoped_env
 from pipeline.readers import SourceError
+from pipeline.report import gather
 from pipeline.sampling import ServerUnavailable
 from pipeline.store import StoreError, StoreLocked
 from pipeline.totals import store_report
@@ -108,12 +110,32 @@ def _no_traceback_for(*errors: type[BaseException]):
             logger.removeFilter(drop_traceback)
 
 
-def report(ctx: typer.Context) -> None:
+def report(
+    ctx: typer.Context,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the report with its charts to this self-contained HTML file"
+            " (difficulty and DART status, first errors per method, localization cost,"
+            " pairs, evaluations, runs).",
+        ),
+    ] = None,
+) -> None:
     """What the store holds: problems, traces, pass rate, localized failures, pairs, SFT rows."""
     settings = _settings(ctx)
     with _open_reader(settings) as store:
         row, pairs = store_report(store)
+        data = gather(store, settings.eval.level_column) if html else None
     _print_report(row, pairs, [])
+    if data is not None and html is not None:
+        from pipeline.report_html import render  # matplotlib: only when asked for
+
+        try:
+            html.write_text(render(data), encoding="utf-8")
+        except OSError as exc:
+            raise _fail(escape(f"cannot write {html}: {exc.strerror or exc}")) from None
+        out.print(f"report: {escape(str(html))}", highlight=False)
 
 
 def deploy(
