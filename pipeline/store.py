@@ -417,7 +417,7 @@ class Store:
         with self.connection() as con:
             try:
                 rel = con.sql(sql, params=params) if params else con.sql(sql)
-                return pl.DataFrame() if rel is None else rel.pl()
+                return pl.DataFrame() if rel is None else _intervals_as_text(rel).pl()
             except _STORE_FAILURES:
                 raise  # the file, not the query: a StoreError naming the store
             except duckdb.Error as exc:
@@ -526,6 +526,18 @@ def _mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         "UPDATE runs SET status = 'interrupted', summary = ? WHERE status = 'running'",
         [json.dumps({"interrupted": note})],
     )
+
+
+def _intervals_as_text(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """Polars cannot take DuckDB's INTERVAL (e.g. ``finished_at - started_at``):
+    such columns come as text, ``00:04:35.1``, instead of ending the query."""
+    if not any(str(t) == "INTERVAL" for t in rel.types):
+        return rel
+    cols = []
+    for name, kind in zip(rel.columns, rel.types, strict=True):
+        quoted = '"' + name.replace('"', '""') + '"'
+        cols.append(f"CAST({quoted} AS VARCHAR) AS {quoted}" if str(kind) == "INTERVAL" else quoted)
+    return rel.project(", ".join(cols))
 
 
 def _first_per_key(batch: pa.Table, key: str) -> pa.Table:

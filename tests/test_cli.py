@@ -90,6 +90,13 @@ def test_sql_formats(filled, tmp_path):
     assert "math500/test.jsonl" in table and "3 rows" in table
 
 
+def test_sql_shows_an_interval_as_text(filled):
+    """Polars cannot take DuckDB's INTERVAL; the column comes as text instead of a traceback."""
+    q = "select interval 90 second as took, 1 as n, (finished_at - started_at) is null as x from runs limit 1"
+    rows = json.loads(filled("sql", q, "--format", "json").output)
+    assert rows[0]["took"] == "00:01:30" and rows[0]["n"] == 1
+
+
 def test_sql_from_file_and_canned_name(filled, tmp_path):
     path = tmp_path / "q.sql"
     path.write_text(
