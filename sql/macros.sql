@@ -25,3 +25,15 @@ CREATE OR REPLACE MACRO pass_at_k(n, c, k) AS
                                 lambda a, b: a * b)
     END;
 
+
+-- Every verified trace's outcome without naming a verifier version, for the
+-- canned queries (which take no parameters): its math-verify verdict, the
+-- latest when several versions judged it, else an imported one; with the
+-- answer it extracted (NULL for imported verdicts).
+CREATE OR REPLACE MACRO latest_outcomes() AS TABLE
+    SELECT trace_id, status, extracted
+    FROM verdicts
+    QUALIFY row_number() OVER (
+        PARTITION BY trace_id
+        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
+    ) = 1;

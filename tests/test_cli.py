@@ -140,7 +140,7 @@ def test_sql_on_a_missing_store(pitfall):
 
 def test_stats(filled):
     out = " ".join(filled("stats").output.split())
-    assert "schema v8" in out
+    assert "schema v9" in out
     assert re.search(r"\bproblems\W+1,823\b", out)
     assert re.search(r"gsm8k/test.jsonl\W+1319\b", out)
     assert "empty answer ('answer')" in out

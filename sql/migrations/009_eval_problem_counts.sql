@@ -1,3 +1,5 @@
 -- The eval_problem_counts macro (an evaluation counted under a problem set
--- only over that set's problems); its definition lives in sql/eval_macros.sql.
+-- only over that set's problems) and latest_outcomes (the canned queries' outcome
+-- of a trace); their definitions live in sql/eval_macros.sql and sql/macros.sql.
+-- @include macros.sql
 -- @include eval_macros.sql

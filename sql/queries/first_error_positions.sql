@@ -2,14 +2,7 @@
 -- relative_position = (first_error + 1) / steps: 1.0 is the last step. Traces
 -- without a correct outcome only: Monte-Carlo methods give correct traces -1
 -- for free, which says nothing about mistakes. Outcome as in pass_rate_by_level.
-WITH outcome AS (
-    SELECT trace_id, status
-    FROM verdicts
-    QUALIFY row_number() OVER (
-        PARTITION BY trace_id
-        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
-    ) = 1
-),
+WITH outcome AS (SELECT * FROM latest_outcomes()),
 n_steps AS (
     SELECT trace_id, count(*) AS steps FROM steps GROUP BY trace_id
 ),

@@ -1,14 +1,7 @@
 -- Problems with a gold answer that no verified trace solved, most verified traces first: level, DART status, the commonest wrong answer and how many traces gave it.
 -- Outcome: the math-verify verdict, else an imported one (as pass_rate_by_level).
 -- Imported verdicts carry no extracted answer, so top_wrong_answer is empty for them.
-WITH outcome AS (
-    SELECT trace_id, status, extracted
-    FROM verdicts
-    QUALIFY row_number() OVER (
-        PARTITION BY trace_id
-        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
-    ) = 1
-),
+WITH outcome AS (SELECT * FROM latest_outcomes()),
 per_problem AS (
     SELECT t.problem_id,
            count(*)                                      AS verified,

@@ -3,14 +3,7 @@
 -- method or an earlier run drew: methods sharing a rollout policy share them,
 -- so the sum over methods can exceed the rollouts table. Correct traces cost
 -- nothing (-1 without a rollout), hence the per-trace figures leave them out.
-WITH outcome AS (
-    SELECT trace_id, status
-    FROM verdicts
-    QUALIFY row_number() OVER (
-        PARTITION BY trace_id
-        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
-    ) = 1
-),
+WITH outcome AS (SELECT * FROM latest_outcomes()),
 labels AS (
     SELECT f.method, f.first_error,
            o.status IS DISTINCT FROM 'correct'                        AS not_correct,

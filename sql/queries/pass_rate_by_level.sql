@@ -2,14 +2,7 @@
 -- A trace's outcome is its math-verify verdict (the latest, if several versions
 -- judged it), else an imported one, as trace_outcomes() settles it. Problems
 -- without a verified trace count in `problems` only.
-WITH outcome AS (
-    SELECT trace_id, status
-    FROM verdicts
-    QUALIFY row_number() OVER (
-        PARTITION BY trace_id
-        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
-    ) = 1
-),
+WITH outcome AS (SELECT * FROM latest_outcomes()),
 per_problem AS (
     SELECT p.source,
            json_extract_string(p.meta, '$.level')      AS level,

@@ -1,14 +1,7 @@
 -- Completion length per model and outcome ('unverified': no verdict yet): tokens (median, p90, max), mean characters and mean steps; imported traces have no token counts.
 -- Outcome as in pass_rate_by_level. length_percentiles gives the tokens per
 -- model alone.
-WITH outcome AS (
-    SELECT trace_id, status
-    FROM verdicts
-    QUALIFY row_number() OVER (
-        PARTITION BY trace_id
-        ORDER BY verifier NOT LIKE 'math-verify%', created_at DESC, verifier
-    ) = 1
-),
+WITH outcome AS (SELECT * FROM latest_outcomes()),
 n_steps AS (
     SELECT trace_id, count(*) AS steps FROM steps GROUP BY trace_id
 )
