@@ -369,3 +369,14 @@ def test_eval_models(results):
     # sample standard deviation of the per-problem pass@1 over sqrt(problems)
     assert se["ckpt"] == round(math.sqrt((1 - 0.625) ** 2 * 2) / math.sqrt(2), 4)
     assert se["base"] == round(math.sqrt(0.25**2 * 2) / math.sqrt(2), 4)
+
+
+def test_pass_rate_per_problem_counts_each_trace_once(tmp_path):
+    """T3a has a math-verify and an imported verdict: one trace, judged wrong."""
+    path = tmp_path / "store.duckdb"
+    with Store.writer(path, command="test") as store:
+        _fill(store)
+    with Store.reader(path) as reader:
+        rows = {r["problem_id"]: r for r in reader.canned("pass_rate_per_problem").to_dicts()}
+    assert (rows["P3"]["verified"], rows["P3"]["correct"]) == (2, 1)
+    assert rows["P1"]["verified"] == 3  # T1d has no verdict yet
