@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     pid          INTEGER,
     host         VARCHAR,
     version      VARCHAR,                 -- pitfall version
-    status       VARCHAR NOT NULL DEFAULT 'running',  -- running / ok / failed
+    status       VARCHAR NOT NULL DEFAULT 'running',  -- running / ok / failed / interrupted
     started_at   TIMESTAMP NOT NULL DEFAULT current_timestamp,
     finished_at  TIMESTAMP,
     summary      JSON
@@ -120,7 +120,7 @@ CREATE TABLE IF NOT EXISTS step_values (
 CREATE TABLE IF NOT EXISTS first_errors (
     first_error_id  VARCHAR PRIMARY KEY,
     trace_id        VARCHAR NOT NULL,
-    method          VARCHAR NOT NULL,     -- mc-binary / mc-linear / prm / judge / annotated / consensus
+    method          VARCHAR NOT NULL,     -- a localize method: mc-binary, exact, judge, ... (see METHODS)
     first_error     INTEGER,              -- 0-based step index, -1 if none, NULL if undetermined
     n_rollouts      INTEGER,
     rollout_tokens  BIGINT,
