@@ -121,4 +121,5 @@ def reference(tmp_path_factory):
         "first": first_summary,
         "second": last_run_summary(store),
         "output": first.stdout,
+        "errors": first.stderr,
     }

@@ -96,6 +96,16 @@ def test_each_run_publishes_its_summary_as_a_prefect_artifact(reference):
             assert words in ours[run_id], (run_id, words)
 
 
+def test_the_libraries_messages_go_to_the_log_file_not_the_console(reference):
+    """Prefect's run lines, transformers' and torch's warnings: in logs/pitfall.log
+    beside the store; the console keeps pitfall's own output."""
+    console = reference["output"] + reference["errors"]
+    for noise in ("| INFO    |", "Beginning flow run", "Loading weights", "Warning"):
+        assert noise not in console, noise
+    log = (reference["store"].parent / "logs" / "pitfall.log").read_text()
+    assert "Beginning flow run" in log and "prefect.flow_runs" in log
+
+
 def test_second_run_on_unchanged_input_does_nothing_new(reference):
     s = reference["second"]
     assert stage(s, "ingest")["rows_out"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
+from flows.cli.logs import log_path, route_to_file
 from flows.cli.stopping import stops_delivered
 from pipeline.config import ConfigError, Settings, load_settings, redacted_settings
 from pipeline.stages import Scope, StageContext
@@ -92,12 +94,26 @@ def main(
             show_default=False,
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            envvar="PITFALL_VERBOSE",
+            help="Show vLLM's, Prefect's, transformers' and torch's own messages and warnings"
+            " here. Default: they go to logs/pitfall.log beside the store.",
+        ),
+    ] = False,
 ) -> None:
     overrides: dict[str, Any] = {"store": {"path": store}} if store else {}
     try:
         ctx.obj = load_settings(config, overrides)
     except ConfigError as exc:
         raise _fail(str(exc), BAD_INPUT) from None
+    if not verbose:
+        # an unwritable folder: the store's own error line says so, and the noise stays
+        with contextlib.suppress(OSError):
+            route_to_file(log_path(ctx.obj.store.path), bars=ctx.invoked_subcommand == "train")
 
 
 def _settings(ctx: typer.Context) -> Settings:
