@@ -421,7 +421,20 @@ class Store:
             except _STORE_FAILURES:
                 raise  # the file, not the query: a StoreError naming the store
             except duckdb.Error as exc:
-                raise QueryError(str(exc)) from exc
+                raise QueryError(str(exc) + self._older_schema_hint(exc)) from exc
+
+    def _older_schema_hint(self, exc: duckdb.Error) -> str:
+        """A reader does not migrate: on a store older than this pitfall, a query may
+        name a table or macro the store does not have yet."""
+        if not (self.read_only and isinstance(exc, duckdb.CatalogException)):
+            return ""
+        stored, known = self._stored_version(), _known_version(migrations())
+        if stored >= known:
+            return ""
+        return (
+            f" (the store has schema version {stored}, this pitfall {known}: any command"
+            " that writes it, e.g. `pitfall verify`, brings it up to date)"
+        )
 
     def canned(self, name: str) -> pl.DataFrame:
         """Run ``sql/queries/<name>.sql``."""

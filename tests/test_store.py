@@ -277,3 +277,20 @@ def test_an_older_store_loses_the_derived_rows_made_the_wrong_way(store_path, mo
         assert kept == [("T", "annotated"), ("W", "judge")]
         assert s.query("SELECT count(*) FROM step_values").item() == 0
         assert s.query("SELECT kind, chosen FROM pairs").rows() == [("outcome", "a")]
+
+
+def test_a_reader_of_an_older_store_says_how_to_bring_it_up_to_date(store_path, monkeypatch):
+    """Readers never migrate, so a query naming what a newer schema added fails:
+    the error says why and what fixes it."""
+    from pipeline import store as store_module
+
+    older = [m for m in store_module.migrations() if m.version < 9]
+    monkeypatch.setattr(store_module, "migrations", lambda: older)
+    monkeypatch.setattr(store_module, "eval_macros_sql", lambda: "SELECT 1")  # v8 had none
+    with Store.writer(store_path, command="v8"):
+        pass
+    monkeypatch.undo()
+    with Store.reader(store_path) as s, pytest.raises(QueryError) as caught:
+        s.query("SELECT * FROM eval_problem_counts(['set'])")
+    assert "the store has schema version 8, this pitfall 9" in str(caught.value)
+    assert "`pitfall verify`" in str(caught.value)
