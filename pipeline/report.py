@@ -14,7 +14,7 @@ from pipeline.evaluation import pass_at_k_table
 from pipeline.store import Store
 from pipeline.totals import store_report
 
-EVAL_KS = (1, 8)
+MAX_K = 8
 
 
 @dataclass
@@ -36,11 +36,8 @@ class ReportData:
 def gather(store: Store, level_column: str) -> ReportData:
     totals, by_kind = store_report(store)
     sets = store.stage("eval_sets")["problem_set"].to_list()
-    evals = (
-        pass_at_k_table(store.stage("eval_counts", {"sets": sets}), list(EVAL_KS))
-        if sets
-        else pl.DataFrame()
-    )
+    counts = store.stage("eval_counts", {"sets": sets}) if sets else pl.DataFrame()
+    evals = pass_at_k_table(counts, eval_ks(counts)) if counts.height else pl.DataFrame()
     return ReportData(
         store=str(store.path),
         totals=totals,
@@ -51,6 +48,13 @@ def gather(store: Store, level_column: str) -> ReportData:
         evals=evals,
         runs=store.stage("report_runs"),
     )
+
+
+def eval_ks(counts: pl.DataFrame) -> list[int]:
+    """pass@1 and pass@k for the largest k (up to 8) every sampled problem has."""
+    fewest = counts.filter(pl.col("n") > 0)["n"].min()
+    k = min(MAX_K, int(fewest or 1))
+    return [1, k] if k > 1 else [1]
 
 
 def summary_markdown(stages: list[dict], totals: dict, pairs: dict[str, int]) -> str:

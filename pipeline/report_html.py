@@ -19,7 +19,7 @@ from matplotlib import rcParams
 from matplotlib.figure import Figure
 
 from pipeline import __version__
-from pipeline.report import EVAL_KS, ReportData
+from pipeline.report import ReportData
 
 rcParams["svg.fonttype"] = "none"  # text stays text: a tenth of the size, and searchable
 rcParams["svg.hashsalt"] = "pitfall"  # the same store renders the same file
@@ -124,7 +124,7 @@ def _difficulty(frame: pl.DataFrame) -> Figure:
     for i, level in enumerate(levels):
         rates = sampled.filter(pl.col("level") == level)["pass_rate"].drop_nulls().to_list()
         if rates:
-            left.scatter([i] * len(rates), rates, s=6, alpha=0.25, color="#5b8def")
+            left.scatter([i] * len(rates), rates, s=12, alpha=0.35, color="#5b8def")
             left.plot([i - 0.3, i + 0.3], [sum(rates) / len(rates)] * 2, color="#222", lw=2)
     left.set_xticks(range(len(levels)), levels, rotation=30, ha="right")
     left.set_ylim(-0.05, 1.05)
@@ -226,13 +226,14 @@ def _evals(frame: pl.DataFrame) -> Figure:
     ]
     fig = Figure(figsize=(10, 1.2 + 0.5 * max(len(labels), 2)))
     ax = fig.subplots()
-    height = 0.8 / len(EVAL_KS)
-    for j, k in enumerate(EVAL_KS):
+    ks = [int(c.removeprefix("pass@")) for c in frame.columns if c.startswith("pass@")]
+    height = 0.8 / len(ks)
+    for j, k in enumerate(ks):
         ys = [i + j * height for i in range(len(labels))]
         value = overall[f"pass@{k}"].fill_null(0).to_list()
         se = overall[f"se@{k}"].fill_null(0).to_list()
         ax.barh(ys, value, height, xerr=se, label=f"pass@{k}", capsize=2)
-    ax.set_yticks([i + height * (len(EVAL_KS) - 1) / 2 for i in range(len(labels))], labels)
+    ax.set_yticks([i + height * (len(ks) - 1) / 2 for i in range(len(labels))], labels)
     ax.set_xlim(0, 1)
     ax.set_xlabel("pass@k (± 1 standard error)")
     ax.legend(fontsize=8)

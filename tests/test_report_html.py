@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-from pathlib import Path
+import warnings
 
 import pytest
 
 from tests.conftest import REPO
-from tests.curated_run import cli, env, reference  # noqa: F401  (the session's reference run)
+from tests.curated_run import cli, env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,8 +29,9 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def report(reference, tmp_path_factory):  # noqa: F811
-    """The reference run's store, with an evaluation added, rendered to HTML."""
+def report(reference, tmp_path_factory):
+    """The session's reference run's store (conftest), with two evaluations added,
+    rendered to HTML."""
     folder = tmp_path_factory.mktemp("report")
     store = folder / "store.duckdb"
     shutil.copy(reference["store"], store)
@@ -58,8 +60,10 @@ def report(reference, tmp_path_factory):  # noqa: F811
 def test_the_report_is_one_self_contained_file(report):
     text = report.read_text()
     # nothing to fetch when opened: no script, stylesheet, image or font from anywhere
-    for needle in ("<script", "<link", "src=", "@import", "url("):
+    # (url(#id) is an SVG's reference to its own clip path)
+    for needle in ("<script", "<link", "src=", "@import"):
         assert needle not in text, needle
+    assert not re.search(r"url\((?!#)", text)
     assert text.count("<figure class='plot'") == len(PLOTS)
 
 
@@ -88,8 +92,12 @@ def test_every_plot_renders_in_headless_chromium(report, tmp_path):
             })""",
             list(PLOTS),
         )
-        page.screenshot(path=str(Path(os.environ.get("PITFALL_REPORT_SHOT", tmp_path / "r.png"))),
-                        full_page=True)  # fmt: skip
+        shot = os.environ.get("PITFALL_REPORT_SHOT")  # to look at it, not to assert on
+        if shot:
+            try:
+                page.screenshot(path=shot, full_page=True)
+            except sync_api.Error as exc:  # Chromium can refuse one on a loaded machine
+                warnings.warn(f"no screenshot: {exc}", stacklevel=1)
         browser.close()
     assert errors == []
     for name, size in zip(PLOTS, sizes, strict=True):
