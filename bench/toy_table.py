@@ -51,7 +51,9 @@ TEACHER = REPO / "data" / "models" / "toy-teacher"
 SEEDS = (0, 1, 2)
 N, KS = 8, (1, 8)
 SFT_LRS = (1e-4, 3e-4, 1e-3)  # the student was trained from scratch at 2e-3
-PREF_LRS = (1e-5, 1e-4, 1e-3)
+# 1e-3 collapsed DPO (0%) and REDI (2.6%) on validation and 1e-5 was best at the
+# edge of the first sweep (2026-12-06), so the range goes down to REDI's 1e-6
+PREF_LRS = (1e-6, 1e-5, 1e-4)
 BEGIN, END = "<!-- toy_table:begin -->", "<!-- toy_table:end -->"
 
 

@@ -47,9 +47,10 @@ def main() -> int:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     if args.reuse_venv:
         (clone / ".venv").symlink_to(REPO / ".venv")
-        stamp = REPO / ".venv" / ".installed-run"
-        if stamp.exists():  # the Makefile's stamp must not be older than the clone's pyproject
-            os.utime(stamp)
+        (REPO / ".venv" / ".installed-run").touch()  # newer than the clone's pyproject.toml
+        plan = subprocess.run(["make", "-n", "run"], cwd=clone, capture_output=True, text=True)
+        if "pip install" in plan.stdout:  # it would point this checkout's install at the clone
+            raise SystemExit("--reuse-venv: make would reinstall into the shared .venv; not run")
     env = os.environ | {"PREFECT_HOME": str(work / "prefect")}
     env = {k: v for k, v in env.items() if not k.startswith("PITFALL_")}
     print(f"tour in {clone}: {len(commands)} commands", flush=True)
