@@ -91,6 +91,7 @@ class Bench:
         self.work, self.quick = work, quick
         self.store, self.exact_store = work / "store.duckdb", work / "exact.duckdb"
         self.log = work / "commands.log"
+        self.sweep: dict[str, dict[float, float]] = {}  # arm -> lr -> validation pass@1
         work.mkdir(parents=True, exist_ok=True)
         self.curate, self.val, self.test = (self._problems(n) for n in ("curate", "val", "test"))
         self.config = work / "pitfall.toml"
@@ -205,7 +206,6 @@ k = {list(KS)}
 
     # --- 5: the table
     def run(self) -> None:
-        self.sweep: dict[str, dict[float, float]] = {}
         self.curate_and_export()
         lrs = self.tune()
         seeds = SEEDS[:1] if self.quick else SEEDS

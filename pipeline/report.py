@@ -19,18 +19,20 @@ MAX_K = 8
 
 @dataclass
 class ReportData:
+    """Columns: problems (problem_id, source, level, n_trials, n_correct, pass_rate,
+    fail_rate, target, status); first_errors (method, trace_id, first_error, n_steps,
+    n_rollouts, rollout_tokens); pairs (kind, chosen_chars, rejected_chars); evals
+    (pass_at_k_table's); runs (run_id, command, status, version, started_at,
+    finished_at, seconds, summary)."""
+
     store: str
     totals: dict
     pairs_by_kind: dict[str, int]
-    problems: (
-        pl.DataFrame
-    )  # problem_id, source, level, n_trials, n_correct, pass_rate, fail_rate, target, status
-    first_errors: pl.DataFrame  # method, trace_id, first_error, n_steps, n_rollouts, rollout_tokens
-    pairs: pl.DataFrame  # kind, chosen_chars, rejected_chars
-    evals: pl.DataFrame  # pass_at_k_table's columns
-    runs: (
-        pl.DataFrame
-    )  # run_id, command, status, version, started_at, finished_at, seconds, summary
+    problems: pl.DataFrame
+    first_errors: pl.DataFrame
+    pairs: pl.DataFrame
+    evals: pl.DataFrame
+    runs: pl.DataFrame
 
 
 def gather(store: Store, level_column: str) -> ReportData:

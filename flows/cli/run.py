@@ -125,17 +125,18 @@ def report(
     """What the store holds: problems, traces, pass rate, localized failures, pairs, SFT rows."""
     settings = _settings(ctx)
     with _open_reader(settings) as store:
-        row, pairs = store_report(store)
-        data = gather(store, settings.eval.level_column) if html else None
-    _print_report(row, pairs, [])
-    if data is not None and html is not None:
-        from pipeline.report_html import render  # matplotlib: only when asked for
+        if html is None:
+            _print_report(*store_report(store), [])
+            return
+        data = gather(store, settings.eval.level_column)
+    _print_report(data.totals, data.pairs_by_kind, [])
+    from pipeline.report_html import render  # matplotlib: only when asked for
 
-        try:
-            html.write_text(render(data), encoding="utf-8")
-        except OSError as exc:
-            raise _fail(escape(f"cannot write {html}: {exc.strerror or exc}")) from None
-        out.print(f"report: {escape(str(html))}", highlight=False)
+    try:
+        html.write_text(render(data), encoding="utf-8")
+    except OSError as exc:
+        raise _fail(escape(f"cannot write {html}: {exc.strerror or exc}")) from None
+    out.print(f"report: {escape(str(html))}", highlight=False)
 
 
 def deploy(
