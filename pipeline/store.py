@@ -178,6 +178,8 @@ class Store:
         self._lock: _WriteLock | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._depth = 0
+        self._opened_at = 0.0
+        self.busy_s = 0.0  # wall time inside the store (connect, SQL, checkpoint), for profiles
         self._keys: dict[str, str] = {}
         self._columns: dict[str, set[str]] = {}
 
@@ -260,6 +262,7 @@ class Store:
 
         DuckDB failing to read or write the file is raised as a StoreError."""
         if self._con is None:
+            self._opened_at = time.perf_counter()
             self._con = self._connect(self.read_only)
         self._depth += 1
         try:
@@ -281,6 +284,8 @@ class Store:
             except duckdb.Error as exc:
                 if not failing:  # else the error on its way out is the one to report
                     raise StoreError(f"store {self.path}: {exc}") from exc
+            finally:
+                self.busy_s += time.perf_counter() - self._opened_at
 
     def _stored_version(self) -> int:
         """The schema version the file records (0: none yet), through a read-only connection."""

@@ -104,11 +104,13 @@ def last_run_summary(store: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
-    """An uninterrupted run, then a second one on the same input."""
+    """An uninterrupted run (printing its profile), then a second one on the same input."""
     folder = tmp_path_factory.mktemp("reference")
     store = folder / "store.duckdb"
     config = write_config(folder, store)
-    first = subprocess.run(cli(config, "run"), env=env(), capture_output=True, text=True)
+    first = subprocess.run(
+        cli(config, "run", "--profile"), env=env(), capture_output=True, text=True
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     first_summary = last_run_summary(store)
     first_keys = keys(store)

@@ -55,6 +55,14 @@ def test_run_completes_every_stage_and_prints_the_summary(reference):
     for words in ("problems", "pass rate", "localized failures", "pairs: outcome", "exported"):
         assert words in out, words
     assert "pitfall report" in out
+    # --profile: where each stage's time went, also kept in runs.summary
+    assert "where the time went" in out
+    sampled = stage(s, "sample")
+    calls = sampled["detail"]["profile"]["generate calls"]
+    assert calls["sequences"] == 36 and calls["tokens"] == sampled["tokens"] > 0
+    assert sampled["detail"]["profile"]["seconds"]["engine start"] > 0
+    again = stage(reference["second"], "sample")["detail"]["profile"]
+    assert "generate calls" not in again and again["seconds"]["engine start"] == 0
     # a truncated or answerless trace is never localized, so no step pair rejects
     # one of its fragments; each is counted instead
     with Store.reader(reference["store"]) as store:

@@ -23,7 +23,7 @@ from pipeline.backends.openai_backend import OpenAIBackend
 from pipeline.backends.vllm_backend import VLLMBackend
 from pipeline.config import load_settings
 from pipeline.sampling import Request, SamplingParams
-from pipeline.stages import StageContext
+from pipeline.stages import StageContext, run_stage
 from pipeline.stages import sample as sample_stage
 from pipeline.store import Store
 from pipeline.toy.checker import first_error
@@ -232,6 +232,35 @@ def test_uniform_reaches_its_target_within_the_cap(vllm_teacher, tmp_path):
     assert done >= 0.95
     assert (table.filter(pl.col("status") == "done")["n_correct"] >= 2).all()
     assert summary.rows_out == table["n_trials"].sum()
+
+
+def test_a_stage_result_says_where_its_time_went(tmp_path):
+    """The context's backend times its start and each generate call, its pool each
+    verification batch, the store its connections; the rest is "other"."""
+    path = tmp_path / "prof.duckdb"
+    _store_with(path, rows_of("ops2-v99", 3) + rows_of("ops8-v199", 3))
+    settings = load_settings(
+        None,
+        {
+            "teacher": {"backend": "transformers", "model": str(TEACHER), "max_tokens": 48},
+            "dart": {"strategy": "fixed", "n_fixed": 4, "round_size": 2},
+            "verify": {"workers": 1},
+        },
+    )
+    with Store.writer(path, command="sample") as store, StageContext(store, settings) as ctx:
+        result = run_stage("sample", ctx)
+    prof = result.detail["profile"]
+    parts, calls = prof["seconds"], prof["generate calls"]
+    assert parts["engine start"] > 0  # the model loaded inside the stage
+    assert calls["calls"] == result.detail["rounds"] == 2  # one chunk per round
+    assert calls["sequences"] == result.rows_out == 24
+    assert calls["min"] == calls["max"] == 12  # 6 problems x round_size 2
+    assert calls["tokens"] == result.tokens
+    assert parts["generate"] > 0 and parts["verify"] > 0 and parts["store"] > 0
+    assert parts["verifier start"] > 0
+    measured = sum(v for k, v in parts.items() if k != "other")
+    assert measured <= result.seconds + 0.05  # nothing counted twice
+    assert parts["other"] == pytest.approx(result.seconds - measured, abs=0.05)
 
 
 def _pitfall(store, *args) -> list[str]:

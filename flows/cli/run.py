@@ -28,6 +28,7 @@ from flows.cli.common import (
 from flows.prefect_api import PrefectUnavailable, prefect_api
 from pipeline.config import STAGES, Settings, redacted_settings, secret_env
 from pipeline.procs import scoped_env
+from pipeline.profile import PARTS
 from pipeline.readers import SourceError
 from pipeline.report import gather
 from pipeline.sampling import ServerUnavailable
@@ -56,6 +57,15 @@ def run(
         str | None,
         typer.Option(help="Another run holds the store: wait | exit (default: \\[run])."),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also print where each stage's time went: engine start, generate calls"
+            " (how many, sequences per call, tokens/s), verification, store, the rest."
+            " Every run keeps this in runs.summary.",
+        ),
+    ] = False,
 ) -> None:
     """Run the curate flow: ingest, sample/verify/allocate, segment, localize,
     negatives, reweight, export.
@@ -81,6 +91,8 @@ def run(
         finally:
             curate_module.progress_bars = None
     _print_stages(summary["stages"])
+    if profile:
+        _print_profile(summary["stages"])
     _print_report(summary["report"], summary["pairs"], summary["stages"])
     out.print(
         f"\nstore: {summary['store']}   export: {summary['export_dir']}\n"
@@ -192,6 +204,28 @@ def _print_stages(stages: list[dict[str, Any]]) -> None:
         table.add_row(
             s["stage"], f"{s['seconds']:.1f}", str(s["rows_in"]), str(s["rows_out"]), _brief(s)
         )
+    out.print(table)
+
+
+def _print_profile(stages: list[dict[str, Any]]) -> None:
+    parts = [*PARTS, "other"]
+    columns = ("generate calls", "sequences per call", "tokens/s")
+    table = Table("stage", "seconds", *parts, *columns, title="where the time went (seconds)")
+    for s in stages:
+        prof = s["detail"].get("profile")
+        if not prof:
+            continue
+        calls = prof.get("generate calls")
+        shape = f"{calls['min']} / {calls['median']:g} / {calls['max']}" if calls else ""
+        table.add_row(
+            s["stage"],
+            f"{s['seconds']:.1f}",
+            *(f"{prof['seconds'][p]:.1f}" for p in parts),
+            f"{calls['calls']:,}" if calls else "",
+            shape,
+            f"{calls['tokens/s']:,}" if calls and calls["tokens/s"] else "",
+        )
+    table.caption = "sequences per call: min / median / max; tokens/s: inside generate calls"
     out.print(table)
 
 

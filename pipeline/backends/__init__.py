@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from pipeline.config import TeacherSettings
+from pipeline.profile import Profile
 from pipeline.sampling import Backend, Completion, Request, SamplingParams
 
 # the [teacher] settings each kind of backend takes
@@ -50,20 +52,36 @@ def make_backend(kind: str, model: str, *, replicas: int = 1, **options) -> Back
 
 class LazyBackend:
     """A backend that is built on first use: a run with nothing to sample or roll
-    out never pays for loading a model (vLLM takes ~20 s even for a tiny one)."""
+    out never pays for loading a model (vLLM takes ~20 s even for a tiny one).
+    With a ``profile`` it records its start and every generate call there."""
 
-    def __init__(self, model: str, factory: Callable[[], Backend]):
+    def __init__(self, model: str, factory: Callable[[], Backend], profile: Profile | None = None):
         self.model = model  # known without loading: it goes into every key
         self._factory = factory
         self._backend: Backend | None = None
+        self._profile = profile
 
     def _get(self) -> Backend:
         if self._backend is None:
+            t0 = time.perf_counter()
             self._backend = self._factory()
+            if self._profile is not None:
+                self._profile.seconds["engine start"] += time.perf_counter() - t0
         return self._backend
 
     def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
-        return self._get().generate(requests, params) if requests else []
+        if not requests:
+            return []
+        backend = self._get()  # a start is not a call's time
+        t0, results = time.perf_counter(), []
+        try:
+            results = backend.generate(requests, params)
+            return results
+        finally:  # a failed call's time counts too
+            if self._profile is not None:
+                tokens = sum(c.completion_tokens or 0 for cs in results for c in cs)
+                sequences = sum(r.n for r in requests)
+                self._profile.generated(sequences, tokens, time.perf_counter() - t0)
 
     def render(self, problem: str, template: str) -> str:
         return self._get().render(problem, template)

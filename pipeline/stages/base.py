@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.backends import LazyBackend, backend_options, make_backend
 from pipeline.config import Settings
 from pipeline.ingest import ColumnMap
+from pipeline.profile import Profile
 from pipeline.readers import Record
 from pipeline.sampling import Backend
 from pipeline.store import Store
@@ -69,13 +70,14 @@ class StageContext:
     progress: Progress | None = None
     scope: Scope = Scope()
     teacher: Backend | None = None  # a backend already built, used as the teacher's
+    profile: Profile = field(default_factory=Profile)  # the running stage's (see timed)
     _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
     _pool: Any = None
 
     def __post_init__(self):
         if self.teacher is not None:
-            t = self.settings.teacher
-            self._backends[(t.backend, t.model)] = self.teacher
+            t, built = self.settings.teacher, self.teacher
+            self._backends[(t.backend, t.model)] = LazyBackend(t.model, lambda: built, self.profile)
 
     def bar(self, label: str, total: int | None) -> Callable[[int], None] | None:
         """A progress bar's advance, or None when nobody draws them or there is nothing to do."""
@@ -91,20 +93,23 @@ class StageContext:
         if key not in self._backends:
             options = backend_options(key[0], t)
             ray = self.settings.run.ray
-            self._backends[key] = LazyBackend(key[1], lambda: _make_backend(*key, options, ray))
+            self._backends[key] = LazyBackend(
+                key[1], lambda: _make_backend(*key, options, ray), self.profile
+            )
         return self._backends[key]
 
     def pool(self):
-        """The verification pool, started on first use."""
+        """The verification pool, started on first use; its batches are timed."""
         if self._pool is None:
             v = self.settings.verify
-            if self.settings.run.ray:
-                from pipeline.ray_exec import RayVerifyPool
+            with self.profile.span("verifier start"):
+                if self.settings.run.ray:
+                    from pipeline.ray_exec import RayVerifyPool
 
-                self._pool = RayVerifyPool(self.settings.run.ray, v.timeout_s)
-            else:
-                self._pool = VerifyPool(v.workers, v.timeout_s).start()
-        return self._pool
+                    self._pool = RayVerifyPool(self.settings.run.ray, v.timeout_s)
+                else:
+                    self._pool = VerifyPool(v.workers, v.timeout_s).start()
+        return _TimedPool(self._pool, self.profile)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -130,8 +135,26 @@ def _make_backend(kind: str, model: str, options: dict, ray: str | None):
     return RayShardedBackend(ray, kind, model, options)
 
 
+class _TimedPool:
+    """A verification pool whose ``run`` calls count as the profile's "verify"."""
+
+    def __init__(self, pool, profile: Profile):
+        self._pool, self._profile = pool, profile
+
+    def run(self, *args, **kwargs):
+        with self._profile.span("verify"):
+            return self._pool.run(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._pool, name)
+
+
 def timed(run: Callable[[StageContext], StageResult], ctx: StageContext) -> StageResult:
-    t0 = time.perf_counter()
+    """Run a stage; its result gets its seconds and where they went (``detail["profile"]``)."""
+    ctx.profile.reset()
+    store0, t0 = ctx.store.busy_s, time.perf_counter()
     result = run(ctx)
-    result.seconds = round(time.perf_counter() - t0, 2)
+    wall = time.perf_counter() - t0
+    result.seconds = round(wall, 2)
+    result.detail["profile"] = ctx.profile.summary(wall, ctx.store.busy_s - store0)
     return result
