@@ -135,7 +135,7 @@ class DartSettings(Section):
         8, gt=0, description="prop2diff: trials per problem before difficulty is measured"
     )
     max_rounds: int = Field(
-        1000, gt=0, description="stop after this many rounds even if targets are not met"
+        1000, gt=0, description="rounds per problem, even if its target is not met"
     )
 
 

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 PARTS = ("engine start", "generate", "verifier start", "verify", "store")
+# verification on a thread while the engine generates: reported, but not a part
+# of the wall time (the engine's time is)
+BESIDE = "verify beside generation"
 
 
 @dataclass
@@ -47,13 +50,13 @@ class Profile:
         """Seconds per part, "other" for the rest of ``wall_s``, and the generate calls."""
         parts = {p: round(self.seconds[p], 2) for p in PARTS if p != "store"}
         parts["store"] = round(store_s, 2)
-        out = {"seconds": {**parts, "other": round(max(0.0, wall_s - sum(parts.values())), 2)}}
+        other = round(max(0.0, wall_s - sum(parts.values())), 2)
+        out = {"seconds": {**parts, "other": other, BESIDE: round(self.seconds[BESIDE], 2)}}
         if self.calls:
             sizes = [c[0] for c in self.calls]
             tokens, seconds = sum(c[1] for c in self.calls), sum(c[2] for c in self.calls)
-            out["generate calls"] = {
+            out["generate calls"] = {  # a stream's poll is a call of what is in flight
                 "calls": len(self.calls),
-                "sequences": sum(sizes),
                 "min": min(sizes),
                 "median": statistics.median(sizes),
                 "max": max(sizes),

@@ -98,12 +98,13 @@ def sample(
     n_fixed: Annotated[int | None, typer.Option(help="fixed: trials per problem.")] = None,
     n_max: Annotated[int | None, typer.Option(help="Trial cap per problem.")] = None,
     round_size: Annotated[int | None, typer.Option(help="Samples per problem per round.")] = None,
-    max_rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds.")] = None,
+    max_rounds: Annotated[int | None, typer.Option(help="Rounds per problem at most.")] = None,
     source: Annotated[
         list[str] | None, typer.Option(help="Only problems from this source (repeatable).")
     ] = None,
 ) -> None:
-    """Sample the teacher in rounds (sample -> verify -> allocate) until DART's targets.
+    """Sample the teacher in rounds (sample -> verify -> allocate) until DART's targets;
+    each problem's next round starts as soon as its last is verified.
 
     Counters come from the store, so a killed run picks up where it stopped
     and never samples twice what it has. The difficulty table holds pass rate,

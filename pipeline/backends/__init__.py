@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pipeline.backends.stream import Finished, Stream, open_stream
 from pipeline.config import TeacherSettings
 from pipeline.profile import Profile
 from pipeline.sampling import Backend, Completion, Request, SamplingParams
@@ -83,5 +84,31 @@ class LazyBackend:
                 sequences = sum(r.n for r in requests)
                 self._profile.generated(sequences, tokens, time.perf_counter() - t0)
 
+    def stream(self, params: SamplingParams) -> Stream:
+        """The backend's stream (see ``pipeline/backends/stream.py``), its polls profiled."""
+        inner = open_stream(self._get(), params)
+        return inner if self._profile is None else _ProfiledStream(inner, self._profile)
+
     def render(self, problem: str, template: str) -> str:
         return self._get().render(problem, template)
+
+
+class _ProfiledStream:
+    """Each poll counts as a generate call of the sequences in flight when it began."""
+
+    def __init__(self, inner: Stream, profile: Profile):
+        self._inner, self._profile = inner, profile
+
+    def poll(self) -> list[Finished]:
+        t0, in_flight, done = time.perf_counter(), self._inner.sequences, []
+        try:
+            done = self._inner.poll()
+            return done
+        finally:
+            tokens = sum(
+                c.completion_tokens or 0 for _, cs in done if isinstance(cs, list) for c in cs
+            )
+            self._profile.generated(in_flight, tokens, time.perf_counter() - t0)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)

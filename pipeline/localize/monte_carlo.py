@@ -1,10 +1,12 @@
 """Drive Monte-Carlo searches over many traces at once.
 
-Each pass collects what every unfinished search asks for, answers it from the
-rollouts already known (the store's, loaded by the caller), and generates only
-the missing ones, in one batched backend call per chunk; new rollouts are
-handed to ``persist`` before any search sees them, so a killed run loses at
-most the chunk in flight.
+What every unfinished search asks for is answered from the rollouts already
+known (the store's, loaded by the caller); only the missing ones are
+generated. They go to the engine as a stream (``pipeline/overlap.py``): as
+soon as a probe's rollouts are verified, its search moves on and its next
+probe joins the engine's batch, instead of every search waiting for the
+slowest rollout of a pass. New rollouts are handed to ``persist`` before any
+search sees them, so a killed run loses at most the batch in flight.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from functools import partial
 
 import polars as pl
 
-from pipeline.localize.rollouts import Policy, Rollout, Target, generate_rollouts
+from pipeline.backends.stream import Finished, open_stream
+from pipeline.localize.rollouts import Policy, Rollout, Target, rollout_request, rollout_rows
 from pipeline.localize.search import BinarySearch, LinearSearch
+from pipeline.overlap import drive
+from pipeline.profile import Profile
+from pipeline.sampling import Request
 from pipeline.verify import VerifyPool
 
 SEARCHES = {
@@ -50,6 +56,7 @@ def run_searches(
     fallback: str,
     persist: Callable[[pl.DataFrame], None] = lambda rows: None,
     progress: Callable[[int], None] | None = None,
+    profile: Profile | None = None,
 ) -> tuple[list[Located], int, int]:
     """First errors for ``targets`` (their verdicts in ``statuses``), and the rollouts
     and completion tokens generated (not reused). A correct trace needs no rollout; a
@@ -67,28 +74,39 @@ def run_searches(
         )
         for t in targets
     }
-    generated = tokens_generated = 0
-    while True:
-        wanted = _feed_known(searches, known)
-        if not wanted:
-            break
-        for offset in range(0, len(wanted), chunk):
-            part = [(by_id[tid], p, i) for tid, p, i in wanted[offset : offset + chunk]]
-            rows = generate_rollouts(policy, part, pool, fallback)
-            persist(rows)
-            for tid, p, i, ok, tokens in rows.select(
-                "trace_id", "prefix_len", "rollout_index", "correct", "completion_tokens"
-            ).iter_rows():
-                known.setdefault((tid, p), {})[i] = Rollout(bool(ok), int(tokens or 0))
-            generated += rows.height
-            tokens_generated += int(rows["completion_tokens"].fill_null(0).sum())
-            if progress:
-                progress(rows.height)
+    asked: set[tuple[str, int, int]] = set()
+    count = {"generated": 0, "tokens": 0}
+
+    def ask() -> list[tuple[tuple[str, int, int], Request]]:
+        wanted = [w for w in _feed_known(searches, known) if w not in asked]
+        asked.update(wanted)
+        return [(w, rollout_request(policy, by_id[w[0]], w[1], w[2])) for w in wanted]
+
+    def on_finished(finished: list[Finished]):
+        done = [(by_id[tid], p, i, cs[0]) for (tid, p, i), cs in finished]
+        return lambda: rollout_rows(policy, done, pool, fallback)
+
+    def on_verified(rows: pl.DataFrame) -> list[tuple[tuple[str, int, int], Request]]:
+        persist(rows)
+        for tid, p, i, ok, tokens in rows.select(
+            "trace_id", "prefix_len", "rollout_index", "correct", "completion_tokens"
+        ).iter_rows():
+            known.setdefault((tid, p), {})[i] = Rollout(bool(ok), int(tokens or 0))
+        count["generated"] += rows.height
+        count["tokens"] += int(rows["completion_tokens"].fill_null(0).sum())
+        if progress:
+            progress(rows.height)
+        return ask()
+
+    first = ask()
+    if first:  # else no model is loaded
+        stream = open_stream(policy.backend, policy.params)
+        drive(stream, first, on_finished, on_verified, flush_requests=chunk, profile=profile)
     located = []
     for tid, s in searches.items():
         tokens = sum(known[(tid, p)][i].tokens for p, n in s.used.items() for i in range(n))
         located.append(Located(tid, s.result, s.n_rollouts, tokens, dict(s.used)))
-    return located, generated, tokens_generated
+    return located, count["generated"], count["tokens"]
 
 
 def _feed_known(searches, known: Known) -> list[tuple[str, int, int]]:

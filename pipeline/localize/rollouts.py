@@ -13,7 +13,7 @@ import polars as pl
 
 from pipeline.keys import params_key
 from pipeline.rows import ROLLOUT_SCHEMA, rollout_row
-from pipeline.sampling import Backend, Request, SamplingParams, request_seed
+from pipeline.sampling import Backend, Completion, Request, SamplingParams, request_seed
 from pipeline.segment import prefix_text
 from pipeline.verify import Answer, VerifyPool, judge
 
@@ -50,13 +50,23 @@ class Rollout:
     tokens: int
 
 
-def generate_rollouts(
+def rollout_request(policy: Policy, target: Target, prefix_len: int, index: int) -> Request:
+    """Rollout ``index`` of a prefix: the trace's prompt and first ``prefix_len`` steps,
+    continued once with a seed of its own."""
+    return Request(
+        target.prompt + prefix_text(target.completion, target.starts, prefix_len),
+        1,
+        request_seed(policy.params.seed, f"{target.trace_id}:{prefix_len}", index),
+    )
+
+
+def rollout_rows(
     policy: Policy,
-    wanted: list[tuple[Target, int, int]],
+    done: list[tuple[Target, int, int, Completion]],
     pool: VerifyPool,
     fallback: str,
 ) -> pl.DataFrame:
-    """Rows for the rollouts ``wanted`` as (target, prefix length, rollout index).
+    """Rows for finished rollouts, as (target, prefix length, index, completion).
 
     The answer is read from the continuation alone (a box, an "answer is"
     phrase, or the fallback's last number of the continuation): a number in the
@@ -64,23 +74,25 @@ def generate_rollouts(
     would make an empty continuation "reach" the gold answer. It is checked
     like any trace; a rollout cut at max_tokens is not correct.
     """
-    if not wanted:
+    if not done:
         return pl.DataFrame(schema=ROLLOUT_SCHEMA)
     pid = policy.id
-    requests = [
-        Request(
-            t.prompt + prefix_text(t.completion, t.starts, p),
-            1,
-            request_seed(policy.params.seed, f"{t.trace_id}:{p}", i),
-        )
-        for t, p, i in wanted
-    ]
-    results = policy.backend.generate(requests, policy.params)
-    rows, answers = [], []
-    for (t, p, i), completions in zip(wanted, results, strict=True):
-        c = completions[0]
-        rows.append(rollout_row(t.trace_id, p, pid, i, c))
-        answers.append(Answer(c.text, c.finish_reason, t.answer))
+    rows = [rollout_row(t.trace_id, p, pid, i, c) for t, p, i, c in done]
+    answers = [Answer(c.text, c.finish_reason, t.answer) for t, _, _, c in done]
     for row, verdict in zip(rows, judge(answers, pool, fallback), strict=True):
         row["correct"] = verdict.status == "correct"
     return pl.DataFrame(rows, schema=ROLLOUT_SCHEMA)
+
+
+def generate_rollouts(
+    policy: Policy,
+    wanted: list[tuple[Target, int, int]],
+    pool: VerifyPool,
+    fallback: str,
+) -> pl.DataFrame:
+    """Rows for the rollouts ``wanted`` as (target, prefix length, rollout index),
+    generated in one call."""
+    requests = [rollout_request(policy, t, p, i) for t, p, i in wanted]
+    results = policy.backend.generate(requests, policy.params) if wanted else []
+    done = [(t, p, i, cs[0]) for (t, p, i), cs in zip(wanted, results, strict=True)]
+    return rollout_rows(policy, done, pool, fallback)

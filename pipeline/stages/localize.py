@@ -116,6 +116,7 @@ def monte_carlo(ctx: StageContext, method: str) -> StageResult:
         fallback=ctx.settings.verify.fallback,
         persist=lambda rows: store.insert_new("rollouts", rows),
         progress=ctx.bar(f"{method} rollouts", None),
+        profile=ctx.profile,
     )
     _write_values(ctx, policy.id, ids)
     rows = [
