@@ -132,8 +132,8 @@ def markdown(result: dict) -> str:
         "",
         "| stage | s | tokens | tokens/s | **of steady state** | inside generate calls"
         " | engine start | generate | verifier start | verify | store | other"
-        " | calls | sequences per call (min / median / max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        " | verify beside generation | calls | sequences per call (min / median / max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["stages"]:
         p, c = r["parts"], r["calls"]
@@ -143,7 +143,7 @@ def markdown(result: dict) -> str:
             f" | **{r['share']:.0%}** | {r['inside_generate_share']:.0%}"
             f" | {p['engine start']:.1f} | {p['generate']:.1f} | {p['verifier start']:.1f}"
             f" | {p['verify']:.1f} | {p['store']:.1f} | {p['other']:.1f}"
-            f" | {c.get('calls', 0):,} | {shape} |"
+            f" | {p.get('verify beside generation', 0):.1f} | {c.get('calls', 0):,} | {shape} |"
         )
     return "\n".join(lines)
 

@@ -23,11 +23,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipeline.backends.stream import Finished, Stream
-from pipeline.profile import Profile
+from pipeline.profile import BESIDE_THREAD, Profile
 from pipeline.sampling import Request, ServerUnavailable
 
 FLUSH_S = 2.0  # seconds between commits of finished work while the engine is busy
-VERIFY_THREAD = "pitfall-verify"  # its pool time is verification beside generation
 
 Verification = Callable[[], Any]  # runs on the verification thread
 
@@ -69,7 +68,7 @@ def drive(
             asked += on_verified(result)
         return asked
 
-    with ThreadPoolExecutor(1, thread_name_prefix=VERIFY_THREAD) as verifier:
+    with ThreadPoolExecutor(1, thread_name_prefix=BESIDE_THREAD) as verifier:
         try:
             while stream.busy or buffer or jobs:
                 if stream.busy:

@@ -235,8 +235,8 @@ def test_uniform_reaches_its_target_within_the_cap(vllm_teacher, tmp_path):
 
 
 def test_a_stage_result_says_where_its_time_went(tmp_path):
-    """The context's backend times its start and each generate call, its pool each
-    verification batch, the store its connections; the rest is "other"."""
+    """The context's backend times its start and each poll of its stream, its pool
+    each verification batch, the store its connections; the rest is "other"."""
     path = tmp_path / "prof.duckdb"
     _store_with(path, rows_of("ops2-v99", 3) + rows_of("ops8-v199", 3))
     settings = load_settings(
@@ -257,9 +257,11 @@ def test_a_stage_result_says_where_its_time_went(tmp_path):
     assert calls["calls"] == 12
     assert (calls["max"], calls["min"]) == (12, 2)  # sequences in flight: all, then the last
     assert calls["tokens"] == result.tokens
-    assert parts["generate"] > 0 and parts["verify"] > 0 and parts["store"] > 0
-    assert parts["verifier start"] > 0
-    measured = sum(v for k, v in parts.items() if k != "other")
+    assert parts["generate"] > 0 and parts["store"] > 0
+    # the pool started and checked on the thread beside the engine: not a part of the
+    # wall time; the engine only waited for verdicts when it had nothing else to do
+    assert parts["verify beside generation"] > 0 and parts["verifier start"] == 0
+    measured = sum(v for k, v in parts.items() if k not in ("other", "verify beside generation"))
     assert measured <= result.seconds + 0.05  # nothing counted twice
     assert parts["other"] == pytest.approx(result.seconds - measured, abs=0.05)
 

@@ -28,7 +28,7 @@ from flows.cli.common import (
 from flows.prefect_api import PrefectUnavailable, prefect_api
 from pipeline.config import STAGES, Settings, redacted_settings, secret_env
 from pipeline.procs import scoped_env
-from pipeline.profile import PARTS
+from pipeline.profile import BESIDE, PARTS
 from pipeline.readers import SourceError
 from pipeline.report import gather
 from pipeline.sampling import ServerUnavailable
@@ -208,7 +208,7 @@ def _print_stages(stages: list[dict[str, Any]]) -> None:
 
 
 def _print_profile(stages: list[dict[str, Any]]) -> None:
-    parts = [*PARTS, "other"]
+    parts = [*PARTS, "other", BESIDE]
     columns = ("generate calls", "sequences per call", "tokens/s")
     table = Table("stage", "seconds", *parts, *columns, title="where the time went (seconds)")
     for s in stages:
@@ -225,7 +225,11 @@ def _print_profile(stages: list[dict[str, Any]]) -> None:
             shape,
             f"{calls['tokens/s']:,}" if calls and calls["tokens/s"] else "",
         )
-    table.caption = "sequences per call: min / median / max; tokens/s: inside generate calls"
+    table.caption = (
+        "verify beside generation: on a thread while the engine works, not part of the"
+        " wall time; a stream's poll counts as a call of the sequences in flight"
+        " (min / median / max); tokens/s: inside the calls"
+    )
     out.print(table)
 
 

@@ -8,7 +8,6 @@ one command or flow run; it never crosses a process boundary.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,8 +17,7 @@ from typing import Any
 from pipeline.backends import LazyBackend, backend_options, make_backend
 from pipeline.config import Settings
 from pipeline.ingest import ColumnMap
-from pipeline.overlap import VERIFY_THREAD
-from pipeline.profile import BESIDE, Profile
+from pipeline.profile import Profile
 from pipeline.readers import Record
 from pipeline.sampling import Backend
 from pipeline.store import Store
@@ -138,15 +136,13 @@ def _make_backend(kind: str, model: str, options: dict, ray: str | None):
 
 
 class _TimedPool:
-    """A verification pool whose ``run`` calls count as the profile's "verify", or
-    "verify beside generation" on the thread that runs beside the engine."""
+    """A verification pool whose ``run`` calls count as the profile's "verify"."""
 
     def __init__(self, pool, profile: Profile):
         self._pool, self._profile = pool, profile
 
     def run(self, *args, **kwargs):
-        beside = threading.current_thread().name.startswith(VERIFY_THREAD)
-        with self._profile.span(BESIDE if beside else "verify"):
+        with self._profile.span("verify"):
             return self._pool.run(*args, **kwargs)
 
     def __getattr__(self, name: str):

@@ -188,8 +188,9 @@ class _Sampler:
                 "answer": [self.problems[r["problem_id"]][1] for r in traces],
             }
         )
-        pool, fallback = self.ctx.pool(), self.ctx.settings.verify.fallback
-        return lambda: (keys, where, verdict_rows(frame, pool, fallback))
+        ctx, fallback = self.ctx, self.ctx.settings.verify.fallback
+        # the pool starts (the first time) beside the engine too
+        return lambda: (keys, where, verdict_rows(frame, ctx.pool(), fallback))
 
     def on_verified(self, result: tuple) -> list[tuple[tuple[str, int], Request]]:
         """Store the verdicts, count them, and ask for what follows."""
