@@ -23,6 +23,13 @@ from pipeline.backends.replicas import deal, gather
 from pipeline.sampling import Completion, Request, SamplingParams
 from pipeline.verify_pool import CHUNK, STALL_FACTOR, START_TIMEOUT_S
 
+# Ray runs its workers at nice 15 so that its own daemons stay responsive. Beside
+# other work that starves them: with four busy processes on 2 cores, a model copy
+# got 2% of a core and a run that takes minutes on an idle machine did not finish
+# in 40. The instance pitfall starts runs them at the driver's priority; a
+# cluster's own settings are its owner's.
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+
 
 def connect(address: str) -> None:
     import ray
@@ -33,7 +40,7 @@ def connect(address: str) -> None:
         try:
             ray.init(address="auto", log_to_driver=False)
         except ConnectionError:
-            ray.init(log_to_driver=False)
+            ray.init(log_to_driver=False, _system_config=LOCAL_SYSTEM_CONFIG)
     else:
         ray.init(address=address, log_to_driver=False)
 
