@@ -43,13 +43,13 @@ def _curate(path, backend) -> dict:
     settings = load_settings(
         None,
         {
-            "teacher": {"max_tokens": 96},
+            "teacher": {"max_tokens": 160},
             "dart": {"strategy": "uniform", "k_u": 2, "round_size": 2, "n_max": 8},
-            "localize": {"k": 4, "max_tokens": 64, "per_problem": 2},
+            "localize": {"k": 4, "max_tokens": 120, "per_problem": 2},
             "verify": {"workers": 2},
         },
     )
-    _store_with(path, rows_of("ops2-v99", 2) + rows_of("ops5-v99", 2) + rows_of("ops8-v199", 2))
+    _store_with(path, rows_of("ops3-v99", 2) + rows_of("ops5-v99", 2) + rows_of("ops8-v199", 2))
     with (
         Store.writer(path, command="run") as store,
         StageContext(store, settings, teacher=backend) as ctx,

@@ -166,7 +166,9 @@ class VLLMStream:
         )
         now = time.perf_counter()
         for rid, (key, r) in zip(ids, items, strict=True):
-            self._open[rid] = (key, r.n, now)
+            # enqueue returns the engine's internal id, "<id>-<8 random chars>"; outputs
+            # carry the LLM's own id, a number
+            self._open[rid.split("-", 1)[0]] = (key, r.n, now)
             self._sequences += r.n
 
     @property
