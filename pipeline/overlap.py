@@ -43,8 +43,9 @@ def drive(
 ) -> None:
     """Run until nothing is queued, finished-but-unstored or unverified.
 
-    A :class:`ServerUnavailable` from the stream is raised after what finished
-    before it is stored and verified."""
+    A :class:`ServerUnavailable` from the stream is raised as soon as what
+    finished before it is stored: the command ends promptly, and the next run
+    verifies first what is unverified."""
     stream.submit(first)
     buffer: list[Finished] = []
     jobs: deque[Future] = deque()
@@ -75,8 +76,10 @@ def drive(
                     try:
                         buffer.extend(stream.poll())
                     except ServerUnavailable:
-                        flush()
-                        settle(block=True)  # what finished is kept; nothing more is asked
+                        if buffer:  # stored now; the next run verifies what is unverified
+                            on_finished(buffer)
+                        for job in jobs:
+                            job.cancel()  # one already running finishes, unheard
                         raise
                 idle = not stream.busy
                 if idle or len(buffer) >= flush_requests or time.monotonic() - last >= flush_s:
