@@ -252,9 +252,9 @@ k = {list(KS)}
         with Store.reader(self.store) as s:
             curation = s.query(
                 "SELECT (SELECT count(*) FROM traces) AS traces,"
-                " (SELECT sum(completion_tokens) FROM traces) AS teacher_tokens,"
+                " (SELECT sum(completion_tokens)::BIGINT FROM traces) AS teacher_tokens,"
                 " (SELECT count(*) FROM rollouts) AS rollouts,"
-                " (SELECT sum(completion_tokens) FROM rollouts) AS rollout_tokens,"
+                " (SELECT sum(completion_tokens)::BIGINT FROM rollouts) AS rollout_tokens,"
                 " (SELECT count(*) FROM problems) AS problems"
             ).row(0, named=True)
         return {"levels": levels, "rows": rows, "curation": curation, "lrs": lrs,
