@@ -77,7 +77,10 @@ class StageContext:
     def __post_init__(self):
         if self.teacher is not None:
             t, built = self.settings.teacher, self.teacher
-            self._backends[(t.backend, t.model)] = LazyBackend(t.model, lambda: built, self.profile)
+            # the built backend's own name goes into the keys, as it did unwrapped
+            self._backends[(t.backend, t.model)] = LazyBackend(
+                built.model, lambda: built, self.profile
+            )
 
     def bar(self, label: str, total: int | None) -> Callable[[int], None] | None:
         """A progress bar's advance, or None when nobody draws them or there is nothing to do."""
