@@ -380,6 +380,9 @@ def test_a_hanging_server_ends_the_call_at_its_deadline(server):
     assert len(caught.value.results[0]) == 2 and caught.value.results[1] is None
 
 
+# slow: the fine samples may be verified (worker processes) before the hang's
+# deadline ends the stage, when the call outlasts a flush interval
+@pytest.mark.slow
 def test_sample_stops_with_one_clear_line_and_keeps_what_finished(server, pitfall, tmp_path):
     server.faults = {"[hang]": ["hang"]}
     problems = {
@@ -387,16 +390,18 @@ def test_sample_stops_with_one_clear_line_and_keeps_what_finished(server, pitfal
         "ok-b": PROBLEMS["ok-b"],
         "hang": ("Start with 9. Add 9. What is the result? [hang]", "18"),
     }
-    config = write_setup(tmp_path, server.url(USERINFO), problems, timeout_s=2.0)
+    # 4 s, as above: the fine calls are answered within it on a busy machine
+    config = write_setup(tmp_path, server.url(USERINFO), problems, timeout_s=4.0)
     pitfall("--config", config, "ingest", tmp_path / "problems.jsonl")
     result = pitfall("--config", config, "sample", ok=False)
     returned = time.monotonic()
     hung = server.calls_for("[hang]")[0].started
     assert result.exit_code == 1, result.output
-    assert returned - hung < 2.0 + 3.0, f"ended {returned - hung:.1f} s after the hang began"
+    # the hang holds its connection for 120 s: a command that waited for it shows
+    assert returned - hung < 4.0 + 30.0, f"ended {returned - hung:.1f} s after the hang began"
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.output
-    assert "no answer within timeout_s = 2 s" in errors[0]
+    assert "no answer within timeout_s = 4 s" in errors[0]
     assert f"openai server http://***@127.0.0.1:{server.httpd.server_address[1]}/v1" in errors[0]
     assert SECRET not in result.output
     with Store.reader(pitfall.store) as s:
