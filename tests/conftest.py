@@ -63,7 +63,7 @@ def _no_orphans():
     """
     yield
     mark, me = os.environ["PROCESS_MARK"], os.getpid()
-    left = leftovers.settle(lambda: leftovers.orphans(mark, me), grace_s=leftovers.GRACE_S)
+    left = leftovers.settle(lambda: leftovers.orphans(mark, me))
     if left:
         leftovers.kill(left)
         pytest.fail(

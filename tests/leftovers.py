@@ -78,7 +78,7 @@ def orphans(mark: str, root: int) -> dict[int, str]:
     return {p: c for p, c in marked(mark).items() if p not in mine and root not in lineage(p)}
 
 
-def settle(find, grace_s: float) -> dict[int, str]:
+def settle(find, grace_s: float = GRACE_S) -> dict[int, str]:
     """What ``find()`` still returns after up to ``grace_s`` of waiting for it to empty."""
     deadline = time.monotonic() + grace_s
     while (left := find()) and time.monotonic() < deadline:
@@ -98,7 +98,7 @@ def main() -> int:
         print(f"{MARK_VAR} is not set: nothing to look for", file=sys.stderr)
         return 2
     me = lineage(os.getpid())
-    left = settle(lambda: {p: c for p, c in marked(mark).items() if p not in me}, GRACE_S)
+    left = settle(lambda: {p: c for p, c in marked(mark).items() if p not in me})
     for pid, cmd in sorted(left.items()):
         print(f"left behind: pid {pid}: {cmd[:300]}", file=sys.stderr)
     kill(left)

@@ -45,7 +45,7 @@ def test_a_server_that_cannot_start_is_one_clear_line(tmp_path):
     assert done.returncode == 1
     assert "error: Prefect's API server did not answer within 0.01 s" in done.stderr
     assert "Traceback" not in done.stderr
-    assert leftovers.settle(lambda: _servers_of_mine(), grace_s=leftovers.GRACE_S) == {}
+    assert leftovers.settle(lambda: _servers_of_mine()) == {}
 
 
 def test_a_killed_run_leaves_no_prefect_server_or_worker_behind(tmp_path):
@@ -65,7 +65,7 @@ def test_a_killed_run_leaves_no_prefect_server_or_worker_behind(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     mark = os.environ["PROCESS_MARK"]
-    left = leftovers.settle(lambda: leftovers.orphans(mark, os.getpid()), grace_s=leftovers.GRACE_S)
+    left = leftovers.settle(lambda: leftovers.orphans(mark, os.getpid()))
     assert left == {}, f"outlived the killed run: {left}"
 
 
@@ -111,7 +111,4 @@ def test_ctrl_c_stops_a_run_promptly_and_leaves_nothing_behind(tmp_path):
     with Store.reader(store) as s:
         assert s.query("SELECT status FROM runs WHERE command = 'run'").item() == "interrupted"
     mark = os.environ["PROCESS_MARK"]
-    assert (
-        leftovers.settle(lambda: leftovers.orphans(mark, os.getpid()), grace_s=leftovers.GRACE_S)
-        == {}
-    )
+    assert leftovers.settle(lambda: leftovers.orphans(mark, os.getpid())) == {}

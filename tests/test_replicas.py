@@ -131,7 +131,5 @@ def test_copies_die_with_a_killed_parent(tmp_path):
     copies = [int(p) for p in out.split("pids", 1)[1].split("\n", 1)[0].split()]
     # they go on their own (parent-death watch), if slowly on a busy machine: at a load
     # of 17 on 2 cores a copy is scheduled too seldom to notice within 3 s
-    left = leftovers.settle(
-        lambda: [p for p in copies if leftovers.alive(p)], grace_s=leftovers.GRACE_S
-    )
+    left = leftovers.settle(lambda: [p for p in copies if leftovers.alive(p)])
     assert left == [], "copies still generating for a dead parent"

@@ -230,7 +230,7 @@ def test_killing_pitfall_verify_leaves_no_process_behind(tmp_path):
         busy = {busy_worker: "the busy worker"} if leftovers.alive(busy_worker) else {}
         return leftovers.orphans(mark, os.getpid()) | busy
 
-    left = leftovers.settle(still_running, grace_s=leftovers.GRACE_S)
+    left = leftovers.settle(still_running)
     assert left == {}, f"still running after their parent was killed: {left}"
 
 
