@@ -35,16 +35,22 @@ class PrefectUnavailable(RuntimeError):
 
 @contextlib.contextmanager
 def prefect_api(
-    timeout_s: float, notice: Callable[[str], None] | None = None
+    timeout_s: float,
+    notice: Callable[[str], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Iterator[str | None]:
-    """Yield the API URL the flow will use (None: the one already configured)."""
+    """Yield the API URL the flow will use (None: the one already configured).
+    ``meanwhile`` runs while a local server starts (it takes seconds: the caller
+    can use them), or right away when there is none."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
+    meanwhile = meanwhile or (lambda: None)
     if PREFECT_API_URL.value():
+        meanwhile()
         yield None
         return
     with (
-        _local_server(timeout_s, notice) as url,
+        _local_server(timeout_s, notice, meanwhile) as url,
         # no UI is served and the server ends with the command: no "View at" links
         temporary_settings({PREFECT_API_URL: url, PREFECT_UI_URL: ""}),
     ):
@@ -52,7 +58,9 @@ def prefect_api(
 
 
 @contextlib.contextmanager
-def _local_server(timeout_s: float, notice: Callable[[str], None] | None) -> Iterator[str]:
+def _local_server(
+    timeout_s: float, notice: Callable[[str], None] | None, meanwhile: Callable[[], None]
+) -> Iterator[str]:
     import prefect
 
     port = _free_port()
@@ -91,6 +99,7 @@ def _local_server(timeout_s: float, notice: Callable[[str], None] | None) -> Ite
         )
         healthy = False
         try:
+            meanwhile()  # beside the server's start; its timeout counts from here
             _wait_healthy(proc, url, timeout_s, log.fileno(), notice)
             healthy = True
             yield url

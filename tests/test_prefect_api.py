@@ -8,8 +8,10 @@ import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 
+from flows.prefect_api import prefect_api
 from pipeline.store import Store
 from tests import leftovers
 from tests.load import busy
@@ -67,6 +69,22 @@ def test_a_killed_run_leaves_no_prefect_server_or_worker_behind(tmp_path):
     mark = os.environ["PROCESS_MARK"]
     left = leftovers.settle(lambda: leftovers.orphans(mark, os.getpid()))
     assert left == {}, f"outlived the killed run: {left}"
+
+
+def test_what_the_run_does_meanwhile_happens_while_the_server_starts():
+    """The run imports its engine while the server starts; if that fails, the
+    server it started is stopped and the error is the caller's."""
+    seen = []
+    with prefect_api(120.0, meanwhile=lambda: seen.append(_servers_of_mine())) as url:
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+    assert len(seen) == 1 and seen[0], "meanwhile ran once, with the server's process up"
+
+    def fails():
+        raise RuntimeError("no engine here")
+
+    with pytest.raises(RuntimeError, match="no engine here"), prefect_api(120.0, meanwhile=fails):
+        pytest.fail("the API was handed out after meanwhile failed")
+    assert leftovers.settle(_servers_of_mine) == {}
 
 
 def _traces(store) -> int:

@@ -79,3 +79,41 @@ def test_a_prompt_shorter_than_128_tokens_is_served_from_the_prefix_cache(vllm_t
     for seed in (1, 2):  # the second finds the first's blocks
         out = vllm_teacher.generate([prompt], VSP(max_tokens=8, seed=seed), use_tqdm=False)[0]
     assert out.num_cached_tokens >= 32
+
+
+def test_a_run_imports_its_engine_early_only_when_it_may_generate_with_it():
+    """`pitfall run` imports vLLM while Prefect's server starts (a quarter of the
+    engine's start); a run that will not generate with it in this process must
+    not pay for the import, and the import must not put vLLM's loader variables
+    in what children inherit."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from pipeline.config import load_settings
+        from pipeline.stages import preload_engine
+
+        from pipeline.backends.vllm_backend import LOADER_ENV
+
+        before = {k: os.environ.get(k) for k in LOADER_ENV}
+        for name, overrides in [
+            ("ingest only", {"run": {"stages": ["ingest", "export"]}}),
+            ("transformers", {"teacher": {"backend": "transformers"}}),
+            ("replicas", {"teacher": {"replicas": 2}}),
+            ("default", {}),
+        ]:
+            preload_engine(load_settings(None, overrides))
+            print(name, "vllm" in sys.modules, flush=True)
+        print("loader variables unchanged", {k: os.environ.get(k) for k in LOADER_ENV} == before)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "ingest only False",
+        "transformers False",
+        "replicas False",
+        "default True",
+        "loader variables unchanged True",
+    ]

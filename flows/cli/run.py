@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from pipeline.profile import BESIDE, PARTS
 from pipeline.readers import SourceError
 from pipeline.report import gather
 from pipeline.sampling import ServerUnavailable
+from pipeline.stages import preload_engine
 from pipeline.store import StoreError, StoreLocked
 from pipeline.totals import store_report
 
@@ -76,7 +78,11 @@ def run(
     and a killed run picks up where it stopped.
     """
     settings = _override(ctx, run={"stages": stage, "ray": ray, "on_locked": on_locked})
-    with _bars() as bars, _prefect(settings), _no_traceback_for(StoreError, SourceError):
+    with (
+        _bars() as bars,
+        _prefect(settings, meanwhile=lambda: preload_engine(settings)),
+        _no_traceback_for(StoreError, SourceError),
+    ):
         curate_module.progress_bars = _progress_factory(bars)
         try:
             # the real values of what the flow's parameters carry redacted
@@ -175,12 +181,14 @@ def deploy(
 
 
 @contextlib.contextmanager
-def _prefect(settings: Settings):
-    """The Prefect API for this command: PREFECT_API_URL, else a local server for its lifetime."""
+def _prefect(settings: Settings, meanwhile: Callable[[], None] | None = None):
+    """The Prefect API for this command: PREFECT_API_URL, else a local server for
+    its lifetime; ``meanwhile`` runs while that server starts."""
     try:
         with prefect_api(
             settings.run.prefect_start_timeout_s,
             lambda m: err.print(m, style="dim", highlight=False),
+            meanwhile,
         ):
             yield
     except PrefectUnavailable as exc:

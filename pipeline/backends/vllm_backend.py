@@ -38,6 +38,16 @@ VLLM_SHARE = 0.9  # vllm.LLM's own gpu_memory_utilization when none is given
 LOADER_ENV = ("LD_PRELOAD", "LD_LIBRARY_PATH", "_RJEM_MALLOC_CONF")
 
 
+def import_vllm() -> None:
+    """vLLM's modules (about 5 s of its start), imported as ``make_llm`` imports
+    them; a run can do this while Prefect's server starts, before any model loads."""
+    with scoped_env({}, keep_out=LOADER_ENV):
+        from vllm import LLM  # noqa: F401
+        from vllm.platforms import current_platform
+
+        current_platform.is_cpu()  # resolving the platform imports its modules
+
+
 def make_llm(model: str, **engine_args):
     """A ``vllm.LLM`` with pitfall's engine settings; ``engine_args`` override them.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import config
+from pipeline import backends, config
 from pipeline.stages import export, ingest, localize, negatives, reweight, sample, segment, verify
 from pipeline.stages.base import Scope, Source, StageContext, StageResult, timed
 
@@ -33,8 +33,26 @@ def plan(chosen: list[str]) -> list[str]:
     return [name for name in STAGES if name in wanted]
 
 
+def preload_engine(settings: config.Settings) -> None:
+    """Import the teacher's engine when this run may generate with it in this
+    process, loading no model: a caller that waits on something else (Prefect's
+    server starting) takes that part of the engine's start off the sample stage."""
+    if settings.run.ray or not {"sample", "localize"} & set(plan(settings.run.stages)):
+        return
+    backends.preload(settings.teacher.backend, settings.teacher.replicas)
+
+
 def run_stage(name: str, ctx: StageContext) -> StageResult:
     return timed(STAGES[name], ctx)
 
 
-__all__ = ["STAGES", "Scope", "Source", "StageContext", "StageResult", "plan", "run_stage"]
+__all__ = [
+    "STAGES",
+    "Scope",
+    "Source",
+    "StageContext",
+    "StageResult",
+    "plan",
+    "preload_engine",
+    "run_stage",
+]
