@@ -89,10 +89,9 @@ def test_a_run_imports_its_engine_early_only_when_it_may_generate_with_it():
     script = textwrap.dedent(
         """
         import os, sys
+        from pipeline.backends.vllm_backend import LOADER_ENV
         from pipeline.config import load_settings
         from pipeline.stages import preload_engine
-
-        from pipeline.backends.vllm_backend import LOADER_ENV
 
         before = {k: os.environ.get(k) for k in LOADER_ENV}
         for name, overrides in [
